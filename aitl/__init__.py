@@ -1,0 +1,1 @@
+"""aitl: agent-in-the-loop data flywheel."""

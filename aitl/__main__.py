@@ -1,0 +1,3 @@
+from aitl.cli import main
+
+main()

