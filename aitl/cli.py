@@ -76,7 +76,7 @@ def topics_list() -> None:
 
 @events_app.command("publish")
 def events_publish(
-    file: Path = typer.Argument(..., help="JSON lines: {\"type\": ..., \"event\": {...}}"),
+    file: Path = typer.Argument(..., help='JSON lines: {"type": ..., "event": {...}}'),
 ) -> None:
     """Publish events from a JSON-lines file through the SDK."""
     from streams.producer import InvalidEvent, Publisher
@@ -139,7 +139,10 @@ def dlq_show(limit: int = typer.Option(20, help="how many dead letters to show")
     for dl in letters:
         payload = (dl.value or b"")[:40]
         table.add_row(
-            f"{dl.topic}/{dl.partition}@{dl.offset}", dl.stage, f"{dl.error_class}: {dl.error}", repr(payload)
+            f"{dl.topic}/{dl.partition}@{dl.offset}",
+            dl.stage,
+            f"{dl.error_class}: {dl.error}",
+            repr(payload),
         )
     console.print(table)
     console.print(f"{len(letters)} dead letters shown")

@@ -65,7 +65,9 @@ class RegistryState:
 def fold(events: Iterable[ModelLifecycle]) -> RegistryState:
     """Fold lifecycle events (in any order) into registry state, by event time."""
     state = RegistryState()
-    ordered = sorted(events, key=lambda e: (e.envelope.event_time, e.action != LifecycleAction.REGISTERED))
+    ordered = sorted(
+        events, key=lambda e: (e.envelope.event_time, e.action != LifecycleAction.REGISTERED)
+    )
     for e in ordered:
         comp = state.versions.setdefault(e.component, {})
         prior = comp.get(e.version)
@@ -81,13 +83,14 @@ def fold(events: Iterable[ModelLifecycle]) -> RegistryState:
         if e.action is LifecycleAction.PROMOTED:
             state.serving[e.component] = e.version
             hist.append(e.version)
-        elif e.action is LifecycleAction.ROLLED_BACK:
-            if state.serving.get(e.component) == e.version or e.component not in state.serving:
-                if e.previous_version:
-                    state.serving[e.component] = e.previous_version
-                    hist.append(e.previous_version)
-                else:
-                    state.serving.pop(e.component, None)
+        elif e.action is LifecycleAction.ROLLED_BACK and state.serving.get(
+            e.component, e.version
+        ) == e.version:
+            if e.previous_version:
+                state.serving[e.component] = e.previous_version
+                hist.append(e.previous_version)
+            else:
+                state.serving.pop(e.component, None)
     return state
 
 
@@ -95,7 +98,10 @@ def previous_serving(state: RegistryState, component: Component) -> str | None:
     """The version that served before the current one (the rollback target)."""
     current = state.serving.get(component)
     for version in reversed(state.history.get(component, [])):
-        if version != current and state.versions[component][version].status is not LifecycleAction.ROLLED_BACK:
+        if (
+            version != current
+            and state.versions[component][version].status is not LifecycleAction.ROLLED_BACK
+        ):
             return version
     return None
 

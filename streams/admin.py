@@ -67,7 +67,9 @@ def _drift(
         want_parts = topics.partitions(spec)
         have_parts = len(present[name].partitions)
         if have_parts != want_parts:
-            out.append(f"{name}: partitions {have_parts} on the cluster, {want_parts} in the catalog")
+            out.append(
+                f"{name}: partitions {have_parts} on the cluster, {want_parts} in the catalog"
+            )
         have = {k: v.value for k, v in fut.result(timeout=timeout_s).items()}
         for key, want in spec.configs().items():
             if have.get(key) != want:

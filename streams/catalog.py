@@ -74,7 +74,12 @@ CATALOG: tuple[TopicSpec, ...] = (
         "knowledge the agent looked up elsewhere",
         retention_ms=365 * DAY_MS,
     ),
-    TopicSpec("judge.verdicts", JudgeVerdict, "Virtual Judge verdict per annotation", retention_ms=90 * DAY_MS),
+    TopicSpec(
+        "judge.verdicts",
+        JudgeVerdict,
+        "Virtual Judge verdict per annotation",
+        retention_ms=90 * DAY_MS,
+    ),
     TopicSpec(
         "knowledge",
         KnowledgeChanged,
@@ -83,7 +88,11 @@ CATALOG: tuple[TopicSpec, ...] = (
         compact=True,
     ),
     TopicSpec(
-        "shards.sealed", ShardSealed, "sealed training shards (latest per id)", key="shard_id", compact=True
+        "shards.sealed",
+        ShardSealed,
+        "sealed training shards (latest per id)",
+        key="shard_id",
+        compact=True,
     ),
     TopicSpec(
         "models",
@@ -92,7 +101,9 @@ CATALOG: tuple[TopicSpec, ...] = (
         key="component:version",
         compact=True,
     ),
-    TopicSpec("dlq", None, "undecodable or invalid messages with the reason in headers", key="original"),
+    TopicSpec(
+        "dlq", None, "undecodable or invalid messages with the reason in headers", key="original"
+    ),
 )
 
 _BY_SUFFIX = {spec.suffix: spec for spec in CATALOG}

@@ -83,9 +83,7 @@ class EventConsumer:
             self.dead_letter(msg, exc, stage=exc.kind)
             batch.dead += 1
             return
-        batch.events.append(
-            Decoded(event, topic, partition, offset, msg.key(), msg.timestamp()[1])
-        )
+        batch.events.append(Decoded(event, topic, partition, offset, msg.key(), msg.timestamp()[1]))
 
     def dead_letter(self, msg: Message, error: BaseException | str, stage: str = "process") -> None:
         """Send the original message to the DLQ with the reason (used for rejects too)."""
@@ -124,6 +122,9 @@ class EventConsumer:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()

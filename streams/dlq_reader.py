@@ -12,7 +12,9 @@ from streams.config import consumer_config
 from streams.dlq import DeadLetter
 
 
-def read_dead_letters(settings: KafkaSettings, limit: int = 100, idle_s: float = 3.0) -> list[DeadLetter]:
+def read_dead_letters(
+    settings: KafkaSettings, limit: int = 100, idle_s: float = 3.0
+) -> list[DeadLetter]:
     """The first ``limit`` dead letters, reading from the start with a throwaway group."""
     consumer = Consumer(consumer_config(settings, f"aitl-dlq-reader-{uuid.uuid4().hex[:8]}"))
     consumer.subscribe([Topics(settings).dlq])

@@ -50,7 +50,7 @@ class _Poller:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.publisher.flush(10)
+        self.publisher.close(10)
 
 
 def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
@@ -136,7 +136,10 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
         if failures:
             REQUESTS.labels(event_type, "503").inc()
             return JSONResponse(
-                {"error": "Kafka did not acknowledge the events; retry", "detail": str(failures[0])},
+                {
+                    "error": "Kafka did not acknowledge the events; retry",
+                    "detail": str(failures[0]),
+                },
                 status_code=503,
                 headers={"Retry-After": "5"},
             )

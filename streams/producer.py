@@ -95,7 +95,9 @@ class Publisher:
         if "envelope" in event.model_fields_set:
             env = event.envelope.model_copy(update={"schema_version": version})
         else:
-            env = Envelope(tenant_id=self.tenant_id, producer=self.producer_name, schema_version=version)
+            env = Envelope(
+                tenant_id=self.tenant_id, producer=self.producer_name, schema_version=version
+            )
         return event.model_copy(update={"envelope": env})
 
     def publish(
@@ -159,13 +161,25 @@ class Publisher:
     def poll(self, timeout_s: float = 0.0) -> None:
         self._producer.poll(timeout_s)
 
+    def close(self, timeout_s: float = 30.0) -> int:
+        """Flush and release the client; returns how many events were still in flight."""
+        pending = self.flush(timeout_s)
+        if pending:
+            self._producer.purge()
+        self._producer.poll(0)
+        del self._producer
+        return pending
+
     def __enter__(self) -> Publisher:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
-        pending = self.flush()
+        pending = self.close()
         if exc_type is None and (pending or self.failed):
             raise DeliveryError(
                 f"{pending} events still in flight, {len(self.failed)} failed"
@@ -173,4 +187,10 @@ class Publisher:
             )
 
 
-__all__ = ["DeliveryError", "InvalidEvent", "Publisher", "describe_validation_error", "validate_event"]
+__all__ = [
+    "DeliveryError",
+    "InvalidEvent",
+    "Publisher",
+    "describe_validation_error",
+    "validate_event",
+]

@@ -217,7 +217,9 @@ class AvroSerde:
         try:
             raw = json.loads(self.registry.get_schema(sid).schema_str)
         except Exception as exc:
-            raise SerializationError(f"schema id {sid} not found in registry: {exc}", **where) from exc
+            raise SerializationError(
+                f"schema id {sid} not found in registry: {exc}", **where
+            ) from exc
         sv = _version(raw["name"], int(raw.get("aitl_version", 1)), raw)
         self._by_id[sid] = sv
         return sv

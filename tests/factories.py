@@ -23,13 +23,23 @@ def samples(case_id: str = "case-1", request_id: str = "req-1") -> dict[str, ev.
             request_id=request_id,
             case_id=case_id,
             query="bill doubled",
-            retrieved=[ev.ScoredKnowledge(knowledge_id=f"kb-{i}", score=1.0 - i / 100) for i in range(10)],
+            retrieved=[
+                ev.ScoredKnowledge(knowledge_id=f"kb-{i}", score=1.0 - i / 100) for i in range(10)
+            ],
             ranked=[ev.ScoredKnowledge(knowledge_id=f"kb-{i}", score=0.9) for i in range(3)],
             candidates=[
-                ev.Candidate(candidate_id="A", text="Roaming charges [kb-1].", model_version="gen-1",
-                             cited_knowledge_ids=["kb-1"]),
-                ev.Candidate(candidate_id="B", text="Late fee [kb-2].", model_version="gen-1",
-                             cited_knowledge_ids=["kb-2"]),
+                ev.Candidate(
+                    candidate_id="A",
+                    text="Roaming charges [kb-1].",
+                    model_version="gen-1",
+                    cited_knowledge_ids=["kb-1"],
+                ),
+                ev.Candidate(
+                    candidate_id="B",
+                    text="Late fee [kb-2].",
+                    model_version="gen-1",
+                    cited_knowledge_ids=["kb-2"],
+                ),
             ],
             model_versions={"retriever": "r-1", "ranker": "k-1", "generator": "gen-1"},
             latency_ms=42.5,
@@ -60,7 +70,11 @@ def samples(case_id: str = "case-1", request_id: str = "req-1") -> dict[str, ev.
             request_id=request_id,
             case_id=case_id,
             agent_id="agent-7",
-            items=[ev.MissingItem(text="Roaming day pass costs 5 EUR/day", url="https://kb.example/roam")],
+            items=[
+                ev.MissingItem(
+                    text="Roaming day pass costs 5 EUR/day", url="https://kb.example/roam"
+                )
+            ],
             timing=ev.AnnotationTiming.IMMEDIATE,
             looked_up_at=T0,
             annotated_at=T0 + timedelta(seconds=40),
@@ -79,8 +93,11 @@ def samples(case_id: str = "case-1", request_id: str = "req-1") -> dict[str, ev.
             reasons=["preference_mismatch"],
         ),
         "knowledge": ev.KnowledgeChanged(
-            knowledge_id="kb-1", op=ev.KnowledgeOp.UPSERT, kind=ev.KnowledgeKind.FAQ,
-            title="Roaming", text="Roaming costs 5 EUR/day in the EU.",
+            knowledge_id="kb-1",
+            op=ev.KnowledgeOp.UPSERT,
+            kind=ev.KnowledgeKind.FAQ,
+            title="Roaming",
+            text="Roaming costs 5 EUR/day in the EU.",
         ),
         "shard-sealed": ev.ShardSealed(
             shard_id="retriever-train-0001",
@@ -92,7 +109,9 @@ def samples(case_id: str = "case-1", request_id: str = "req-1") -> dict[str, ev.
             min_event_time=T0,
             max_event_time=T0 + timedelta(hours=1),
             judge_version="rule-1",
-            source_offsets=[ev.OffsetRange(topic="t", partition=0, first_offset=0, last_offset=119)],
+            source_offsets=[
+                ev.OffsetRange(topic="t", partition=0, first_offset=0, last_offset=119)
+            ],
         ),
         "model": ev.ModelLifecycle(
             component=ev.Component.RETRIEVER,

@@ -98,14 +98,24 @@ def test_every_schema_frozen_at_its_version() -> None:
 def _default_record(schema: Any, named: dict[str, Any]) -> Any:
     """A minimal valid record for any schema (to write with old writer schemas)."""
     if isinstance(schema, str):
-        prim = {"string": "x", "int": 1, "long": 1, "float": 1.0, "double": 1.0,
-                "boolean": True, "null": None, "bytes": b"x"}
+        prim = {
+            "string": "x",
+            "int": 1,
+            "long": 1,
+            "float": 1.0,
+            "double": 1.0,
+            "boolean": True,
+            "null": None,
+            "bytes": b"x",
+        }
         return prim[schema] if schema in prim else _default_record(named[schema], named)
     if isinstance(schema, list):
         return _default_record(schema[0], named)
     t = schema["type"]
     if t == "record":
-        named[schema["name"]] = named[f"{schema.get('namespace', 'ai.aitl')}.{schema['name']}"] = schema
+        named[schema["name"]] = named[f"{schema.get('namespace', 'ai.aitl')}.{schema['name']}"] = (
+            schema
+        )
         return {f["name"]: _default_record(f["type"], named) for f in schema["fields"]}
     if t == "enum":
         named[schema["name"]] = schema

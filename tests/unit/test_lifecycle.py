@@ -9,7 +9,9 @@ from tests.factories import T0
 R = Component.RETRIEVER
 
 
-def _ev(version: str, action: LifecycleAction, minute: int, prev: str | None = None) -> ModelLifecycle:
+def _ev(
+    version: str, action: LifecycleAction, minute: int, prev: str | None = None
+) -> ModelLifecycle:
     return ModelLifecycle(
         envelope=Envelope(event_time=T0 + timedelta(minutes=minute)),
         component=R,
