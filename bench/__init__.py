@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs them, prints tables and writes bench/results/*.json."""
