@@ -56,22 +56,12 @@ class Event(_Model):
         return str(getattr(self, self.key_field))
 
     def to_avro(self) -> dict[str, Any]:
-        """The record as fastavro writes it (enums as their symbol strings)."""
-        return _plain(self.model_dump(mode="python"))
+        """The record as fastavro writes it (StrEnum members are their symbol strings)."""
+        return self.model_dump(mode="python")
 
     @classmethod
     def from_avro(cls, record: dict[str, Any]) -> Self:
         return cls.model_validate(record)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, StrEnum):
-        return value.value
-    return value
 
 
 NonEmpty = Field(min_length=1)

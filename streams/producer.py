@@ -136,15 +136,15 @@ class Publisher:
         event_id: uuid.UUID,
         on_delivery: DeliveryCallback | None,
     ) -> None:
-        def report(err: KafkaError | None, _msg: Message) -> None:
-            with self._lock:
-                if err is None:
-                    self.delivered += 1
-                else:
-                    self.failed.append((event_id, str(err)))
-            for callback in (self._on_delivery, on_delivery):
-                if callback is not None:
-                    callback(event_id, err)
+        if on_delivery is None and self._on_delivery is None:
+            report: Callable[[KafkaError | None, Message], None] = self._report
+        else:
+
+            def report(err: KafkaError | None, msg: Message) -> None:
+                self._report(err, msg, event_id)
+                for callback in (self._on_delivery, on_delivery):
+                    if callback is not None:
+                        callback(event_id, err)
 
         while True:
             try:
@@ -153,6 +153,22 @@ class Publisher:
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: serve callbacks, then retry
         self._producer.poll(0)
+
+    def _report(
+        self, err: KafkaError | None, msg: Message, event_id: uuid.UUID | None = None
+    ) -> None:
+        """Counts deliveries; a failure is recorded with its event id (decoded if needed)."""
+        if err is None:
+            with self._lock:
+                self.delivered += 1
+            return
+        if event_id is None:
+            try:
+                event_id = self.serde.decode(msg.value()).envelope.event_id
+            except Exception:
+                event_id = uuid.UUID(int=0)
+        with self._lock:
+            self.failed.append((event_id, str(err)))
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for delivery reports; returns how many events are still in flight."""
