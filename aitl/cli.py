@@ -31,11 +31,32 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _mount_optional() -> None:
-    """Sub-apps owned by other modules (mounted when importable)."""
-    from aitl.cli_kafka import app as kafka_app
+SUB_APPS = (
+    ("aitl.cli_kafka", "app", "kafka"),
+    ("aitl.cli_processors", "app", "processors"),
+    ("aitl.cli_serve", "app", "serve"),
+    ("aitl.cli_models", "models_app", "models"),
+    ("aitl.cli_models", "train_app", "train"),
+    ("aitl.cli_models", "trainers_app", "trainers"),
+    ("aitl.cli_deploy", "app", "deploy"),
+)
 
-    app.add_typer(kafka_app, name="kafka", help="The local single-node Kafka broker.")
+
+def mount_sub_apps() -> typer.Typer:
+    """Mount the command groups that live beside their code."""
+    import importlib
+
+    for module_name, attr, name in SUB_APPS:
+        if any(g.name == name for g in app.registered_groups):
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        app.add_typer(getattr(module, attr), name=name)
+    return app
 
 
 @topics_app.command("create")
@@ -189,7 +210,7 @@ def gateway_start(
 
 
 def main() -> None:
-    _mount_optional()
+    mount_sub_apps()
     app(prog_name="aitl")
 
 

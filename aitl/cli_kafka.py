@@ -72,3 +72,14 @@ def status() -> None:
     console.print(table)
     if not info.running:
         raise typer.Exit(1)
+
+
+@app.command()
+def jars() -> None:
+    """Resolve the broker's jars from Maven Central into the cache (once)."""
+    try:
+        lib = _local_kafka().ensure_jars()
+    except LocalKafkaError as exc:
+        console.print(f"[red]could not resolve the Kafka jars:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    console.print(f"[green]Kafka jars ready[/green] in {lib}")
