@@ -1,0 +1,1 @@
+"""The flywheel end to end: simulated agents, the demo and the benchmark."""
