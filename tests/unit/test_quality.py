@@ -1,0 +1,45 @@
+"""Benchmark metric functions against hand-computed examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aitl.flywheel.quality import Reply, citation_precision, reply_quality
+
+VOCAB = ["roaming", "costs", "five", "euro", "wifi", "free"]
+
+
+def bag_embed(texts: list[str]) -> np.ndarray:
+    """A tiny, exact embedder: normalised bag of known words."""
+    rows = np.array([[t.lower().split().count(w) for w in VOCAB] for t in texts], dtype=float)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms == 0, 1, norms)
+
+
+def test_citation_precision() -> None:
+    assert citation_precision(["a", "b"], ["a", "c"]) == 0.5
+    assert citation_precision([], ["a"]) == 0.0
+
+
+def test_reply_quality_hand_computed() -> None:
+    cases = [
+        [Reply("roaming costs five euro", ("k1",)), Reply("wifi free", ("k9",))],
+        [Reply("wifi free", ("k2", "k3")), Reply("roaming", ())],
+    ]
+    refs = ["roaming costs five euro", "free wifi"]
+    golds = [["k1"], ["k2"]]
+    got = reply_quality(cases, refs, golds, bag_embed)
+    # case 1: A is identical to the reference: cos 1, citation 1 -> 0.8 + 0.2 = 1.0, adopted
+    # case 2: A ("wifi free") has F1 1.0 vs "free wifi": cos 1, citation 1/2 -> 0.9, adopted
+    assert got["helpfulness"] == pytest.approx((1.0 + 0.9) / 2)
+    assert got["adoption"] == 1.0
+    assert got["citation_precision"] == pytest.approx(0.75)
+
+
+def test_adoption_threshold() -> None:
+    # F1 of "roaming" vs "roaming costs five euro": p=1, r=1/4 -> 0.4: exactly the threshold
+    got = reply_quality([[Reply("roaming", ())]], ["roaming costs five euro"], [["k"]], bag_embed)
+    assert got["adoption"] == 1.0
+    got = reply_quality([[Reply("wifi", ())]], ["roaming costs five euro"], [["k"]], bag_embed)
+    assert got["adoption"] == 0.0 and got["helpfulness"] == 0.0
