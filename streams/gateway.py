@@ -53,6 +53,11 @@ class _Poller:
         self.publisher.close(10)
 
 
+def _resolve(fut: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:
+    if not fut.done():
+        fut.set_result(err)
+
+
 def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
     """The gateway application; ``ack_timeout_s`` bounds the wait for Kafka."""
     tokens = settings.token_set()
@@ -60,11 +65,9 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        overrides: dict[str, Any] = {"message.timeout.ms": int(ack_timeout_s * 1000)}
         publisher = Publisher(
-            settings.kafka,
-            producer_name="aitl-gateway",
-            tenant_id=settings.tenant_id,
-            **{"message.timeout.ms": int(ack_timeout_s * 1000)},
+            settings.kafka, producer_name="aitl-gateway", tenant_id=settings.tenant_id, **overrides
         )
         state["publisher"] = publisher
         state["poller"] = _Poller(publisher)
@@ -101,7 +104,7 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
                 status_code=400,
             )
         publisher: Publisher = state["publisher"]
-        errors = []
+        errors: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             try:
                 publisher.prepare(item, event_type)
@@ -119,7 +122,7 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
         def delivered(event_id: uuid.UUID, err: KafkaError | None) -> None:
             fut = pending.get(event_id)
             if fut is not None:
-                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(err))
+                loop.call_soon_threadsafe(_resolve, fut, err)
 
         # futures are registered before produce so no report can arrive unseen
         prepared = [publisher.prepare(item, event_type) for item in items]

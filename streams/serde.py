@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -173,60 +173,60 @@ class AvroSerde:
     # -- decode ---------------------------------------------------------------------
     def decode_record(
         self,
-        data: bytes,
+        data: bytes | None,
         *,
         topic: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """Decode either framing to (schema name, record in the current reader schema)."""
-        where = {"topic": topic, "partition": partition, "offset": offset}
+
+        def fail(message: str) -> SerializationError:
+            return SerializationError(message, topic=topic, partition=partition, offset=offset)
+
         if data is None or len(data) < 5:
-            raise SerializationError("empty or truncated message", **where)
+            raise fail("empty or truncated message")
         if data[:2] == SINGLE_OBJECT_MAGIC and len(data) >= 10:
             writer = self.schemas.by_fingerprint.get(data[2:10])
             if writer is None:
-                raise SerializationError(f"unknown schema fingerprint {data[2:10].hex()}", **where)
+                raise fail(f"unknown schema fingerprint {data[2:10].hex()}")
             body = data[10:]
         elif data[:1] == CONFLUENT_MAGIC:
-            writer = self._writer_by_id(struct.unpack(">I", data[1:5])[0], where)
+            writer = self._writer_by_id(struct.unpack(">I", data[1:5])[0], fail)
             body = data[5:]
         else:
-            raise SerializationError(f"not Avro: unknown framing {data[:2].hex()}", **where)
+            raise fail(f"not Avro: unknown framing {data[:2].hex()}")
         reader = self.schemas.current.get(writer.name)
         if reader is None:
-            raise SerializationError(f"no current schema named {writer.name}", **where)
+            raise fail(f"no current schema named {writer.name}")
         try:
             fo = io.BytesIO(body)
             record = fastavro.schemaless_reader(fo, writer.parsed, reader.parsed)
             if fo.tell() != len(body):
                 raise ValueError(f"{len(body) - fo.tell()} trailing bytes")
         except Exception as exc:  # fastavro raises many types on corrupt bodies
-            raise SerializationError(f"corrupt {writer.name} body: {exc}", **where) from exc
+            raise fail(f"corrupt {writer.name} body: {exc}") from exc
         assert isinstance(record, dict)
         return writer.name, record
 
-    def _writer_by_id(self, sid: int, where: dict[str, Any]) -> SchemaVersion:
+    def _writer_by_id(self, sid: int, fail: Callable[[str], SerializationError]) -> SchemaVersion:
         if sid in self._by_id:
             return self._by_id[sid]
         if self.registry is None:
-            raise SerializationError(
-                f"Confluent-framed message (schema id {sid}) but no Schema Registry is configured",
-                **where,
+            raise fail(
+                f"Confluent-framed message (schema id {sid}) but no Schema Registry is configured"
             )
         try:
-            raw = json.loads(self.registry.get_schema(sid).schema_str)
+            raw = json.loads(self.registry.get_schema(sid).schema_str or "")
         except Exception as exc:
-            raise SerializationError(
-                f"schema id {sid} not found in registry: {exc}", **where
-            ) from exc
+            raise fail(f"schema id {sid} not found in registry: {exc}") from exc
         sv = _version(raw["name"], int(raw.get("aitl_version", 1)), raw)
         self._by_id[sid] = sv
         return sv
 
     def decode(
         self,
-        data: bytes,
+        data: bytes | None,
         *,
         topic: str | None = None,
         partition: int | None = None,

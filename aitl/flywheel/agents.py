@@ -157,10 +157,9 @@ class Agent:
                 rationale_category=category,
                 **common,
             ),
-            ev.KnowledgeRelevance(envelope=envelope(2), labels=labels, **common)
-            if labels
-            else None,
         ]
+        if labels:
+            out.append(ev.KnowledgeRelevance(envelope=envelope(2), labels=labels, **common))
         missing = self._missing(truth, suggestion, shown, careless)
         if missing:
             deferred = self.profile == "deferred"
@@ -180,7 +179,7 @@ class Agent:
                     **common,
                 )
             )
-        return [e for e in out if e is not None]
+        return out
 
     def _missing(
         self, truth: CaseTruth, suggestion: ev.SuggestionServed, shown: list[str], careless: bool
