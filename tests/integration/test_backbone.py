@@ -239,14 +239,19 @@ def test_broker_restart_loses_no_acknowledged_event(
             if seq % 50 == 0:
                 time.sleep(0.01)
 
+    def wait_for_acks(more_than: int, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(acked) <= more_than and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     thread = threading.Thread(target=publish)
     thread.start()
-    time.sleep(2)
-    before = len(acked)
+    wait_for_acks(500)
     broker.stop()
+    before = len(acked)
     time.sleep(1)
     broker.start(wait_s=120)
-    time.sleep(3)
+    wait_for_acks(before + 500)
     stop.set()
     thread.join()
     assert pub.close(60) == 0
