@@ -113,7 +113,7 @@ class LocalKafka:
     controller_port: int = 9093
     version: str = "4.1.2"
     partitions: int = 6
-    sasl_plain_users: Mapping[str, str] | None = None
+    sasl_plain_users: Mapping[str, str] | None = field(default=None, repr=False)
     java_home: Path | None = None
     cache_root: Path = field(default_factory=lambda: Path.home() / ".cache" / "aitl")
     deploy_dir: Path = DEPLOY_DIR

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aitl.security import aiokafka_security, raise_on_auth_failure
 from aitl.settings import KafkaSettings
 
 
@@ -17,6 +18,8 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "bootstrap.servers": bootstrap(settings),
         "security.protocol": settings.security_protocol,
+        # a refused login raises from poll/consume/flush instead of retrying silently
+        "error_cb": raise_on_auth_failure,
     }
     if settings.security_protocol.startswith("SASL"):
         if settings.sasl_mechanism is None or settings.sasl_username is None:
@@ -66,12 +69,5 @@ def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) ->
 
 
 def aiokafka_config(settings: KafkaSettings) -> dict[str, Any]:
-    """The same connection settings as faust/aiokafka spell them."""
-    cfg: dict[str, Any] = {"security_protocol": settings.security_protocol}
-    if settings.security_protocol.startswith("SASL"):
-        cfg["sasl_mechanism"] = settings.sasl_mechanism
-        cfg["sasl_plain_username"] = settings.sasl_username
-        cfg["sasl_plain_password"] = (
-            settings.sasl_password.get_secret_value() if settings.sasl_password else ""
-        )
-    return cfg
+    """The same connection settings as faust/aiokafka spell them (TLS context included)."""
+    return aiokafka_security(settings)

@@ -9,6 +9,7 @@ acknowledge in time the answer is ``503`` (the client retries; ids make retries 
 from __future__ import annotations
 
 import asyncio
+import logging
 import hmac
 import threading
 import time
@@ -22,8 +23,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from aitl.security import KafkaSecurityError
 from aitl.settings import Settings
 from streams.producer import InvalidEvent, Publisher
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter("aitl_gateway_requests_total", "Gateway requests", ["event_type", "status"])
 EVENTS = Counter("aitl_gateway_events_total", "Events accepted by the gateway", ["event_type"])
@@ -45,7 +49,11 @@ class _Poller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.publisher.poll(0.05)
+            try:
+                self.publisher.poll(0.05)
+            except KafkaSecurityError as exc:  # wrong credentials: requests will get 503
+                log.error("gateway cannot publish: %s", exc)
+                self._stop.wait(5)
 
     def close(self) -> None:
         self._stop.set()
