@@ -97,7 +97,7 @@ class Agent:
         """The four annotations of one suggestion (missing knowledge only when some is)."""
         careless = self._careless_now()
         self.annotations += 1
-        at = served_at + timedelta(seconds=20 + self.rng.random() * 100)
+        at = served_at + timedelta(seconds=self.rng.random())
         cands = {c.candidate_id: c for c in suggestion.candidates}
         sims = {cid: token_f1(c.text, truth.reference) for cid, c in cands.items()}
         common = {
