@@ -43,3 +43,12 @@ def test_adoption_threshold() -> None:
     assert got["adoption"] == 1.0
     got = reply_quality([[Reply("wifi", ())]], ["roaming costs five euro"], [["k"]], bag_embed)
     assert got["adoption"] == 0.0 and got["helpfulness"] == 0.0
+
+
+def test_gains_and_gap_closed() -> None:
+    from aitl.flywheel.report import gap_closed, relative_gain
+
+    assert relative_gain(0.5, 0.6) == pytest.approx(0.2)
+    assert relative_gain(0.0, 0.6) is None
+    assert gap_closed(0.5, 0.6, 0.7) == pytest.approx(0.5)
+    assert gap_closed(0.5, 0.6, 0.5) is None
