@@ -209,6 +209,52 @@ def gateway_start(
     )
 
 
+@app.command("demo")
+def demo(
+    cases: int = typer.Option(200, help="demo cases (the last 10% are held out)"),
+    agents: int = typer.Option(10, help="simulated agents"),
+    seed: int = typer.Option(7, help="seed of the data and the agents"),
+    workdir: Path = typer.Option(Path(".aitl/demo"), help="where everything is written"),
+) -> None:
+    """The flywheel end to end on the demo data: before/after table, JSON and PNG."""
+    from aitl.flywheel.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(workdir=workdir, cases=cases, agents=agents, seed=seed), console)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    dataset: Path = typer.Option(..., help="a DSTC-format dataset dir"),
+    url: str = typer.Option("http://127.0.0.1:8000", help="the serving application"),
+    cases: int = typer.Option(100, help="how many cases to replay, in order"),
+    agents: int = typer.Option(10, help="simulated agents"),
+    careless: float = typer.Option(0.1, help="share of careless agents"),
+    fatigued: float = typer.Option(0.1, help="share of fatigued agents"),
+    deferred: float = typer.Option(0.1, help="share of deferred missing-knowledge annotators"),
+    seed: int = typer.Option(0, help="seed of the agents"),
+) -> None:
+    """Replay cases through a running /v1/suggest and publish simulated annotations."""
+    from rich.progress import track
+
+    from aitl.flywheel.agents import make_agents
+    from aitl.flywheel.simulate import HttpSuggester, simulate
+    from serving.knowledge.dataset import load_dstc
+    from streams.producer import Publisher
+
+    settings = _settings()
+    data = load_dstc(dataset)
+    careful = max(0.0, 1 - careless - fatigued - deferred)
+    mix = {"careful": careful, "careless": careless, "fatigued": fatigued, "deferred": deferred}
+    crew = make_agents(agents, mix, seed=seed)  # type: ignore[arg-type]
+    tokens = sorted(settings.token_set())
+    suggester = HttpSuggester(url, tokens[0] if tokens else None)
+    chosen = data.cases[:cases]
+    with Publisher(settings.kafka, producer_name="aitl-simulator") as pub:
+        progress = iter(track(range(len(chosen)), description="simulating"))
+        stats = simulate(chosen, suggester, crew, pub, on_case=lambda n: next(progress, None))
+    console.print(f"{stats.cases} cases, {stats.annotations} annotations, {stats.by_profile}")
+
+
 def main() -> None:
     mount_sub_apps()
     app(prog_name="aitl")
