@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,12 @@ class Stack:
             self.kafka.stop()
 
     def __enter__(self) -> Stack:
+        # a SIGTERM (Ctrl-C's cousin from schedulers and CI) unwinds and stops the stack
+        def terminate(_signum: int, _frame: object) -> None:
+            raise SystemExit(143)
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, terminate)
         return self
 
     def __exit__(
