@@ -1,0 +1,128 @@
+"""Helpers shared by the trainers; nothing outside ``trainers/`` imports this module."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+log = logging.getLogger("trainers")
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass
+class TrainResult:
+    """What one training run did: steps, throughput and the loss curve."""
+
+    base_model: str
+    examples: int
+    steps: int
+    seconds: float
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self, max_points: int = 100) -> dict[str, Any]:
+        """JSON-able summary; the loss curve thinned to ``max_points`` (it goes on events)."""
+        out = asdict(self)
+        stride = max(1, -(-len(self.loss_history) // max_points))
+        out["loss_history"] = self.loss_history[::stride]
+        out["examples_per_s"] = self.examples_per_s
+        out["steps_per_s"] = self.steps_per_s
+        return out
+
+
+def trainer_outcome(
+    trainer: Any, examples_per_step: int
+) -> tuple[int, float, list[tuple[int, float]]]:
+    """(steps, train seconds, [(step, loss)]) from a finished transformers Trainer."""
+    history = trainer.state.log_history
+    losses = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
+    runtime = next((float(h["train_runtime"]) for h in history if "train_runtime" in h), 0.0)
+    return int(trainer.state.global_step), runtime, losses
+
+
+def common_args(
+    *,
+    output_dir: str,
+    epochs: float,
+    max_steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    progress: bool,
+    warmup: float = 0.0,
+) -> dict[str, Any]:
+    """TrainingArguments shared by every trainer: no checkpoints mid-run, no trackers."""
+    return {
+        "output_dir": output_dir,
+        "num_train_epochs": epochs,
+        "max_steps": max_steps,
+        "per_device_train_batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "warmup_steps": warmup,
+        "seed": seed,
+        "save_strategy": "no",
+        "report_to": "none",
+        "logging_steps": 1,
+        "disable_tqdm": not progress,
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": cuda_available(),
+    }
+
+
+def quiet(trainer: Any, progress: bool) -> Any:
+    """Without progress bars, keep the trainer from printing every logged step."""
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def kept(rows: Iterable[dict[str, Any]], min_weight: float) -> list[dict[str, Any]]:
+    """Rows whose judge weight is at least ``min_weight`` (missing weight counts as 1)."""
+    out = []
+    for row in rows:
+        weight = row.get("weight")
+        if (1.0 if weight is None else float(weight)) >= min_weight and (
+            weight is None or weight > 0
+        ):
+            out.append(row)
+    return out
+
+
+def words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def overlap_neighbours(
+    query: str, kb: Sequence[tuple[str, str]], exclude: set[str], n: int, kb_words: list[set[str]]
+) -> list[str]:
+    """Ids of the ``n`` knowledge objects sharing the most words with ``query`` (ties by id)."""
+    if n <= 0:
+        return []
+    q = words(query)
+    scored = [
+        (-len(q & kw) / (len(kw) ** 0.5 or 1.0), kid)
+        for (kid, _), kw in zip(kb, kb_words, strict=True)
+        if kid not in exclude
+    ]
+    scored.sort()
+    return [kid for _, kid in scored[:n]]
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

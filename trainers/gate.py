@@ -1,0 +1,106 @@
+"""The promotion gate: a candidate replaces the serving version only when it is better.
+
+Both versions are evaluated on the same eval slice in the same cycle (stored metrics of
+the serving version were measured on an older, smaller slice). The candidate must beat
+the serving version's gate metric by more than ``margin``; when the two are exactly tied
+(a saturated Recall@75 on a small knowledge base, say) a tie-break metric decides, with
+the same margin. A refusal keeps the candidate registered with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from streams.events import Component
+from trainers.config import GateConfig
+
+TIE_BREAK = {
+    Component.RETRIEVER: "mrr",
+    Component.RANKER: "ndcg_at_8",
+    Component.GENERATOR: "reply_similarity",
+}
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's verdict and the numbers behind it."""
+
+    promote: bool
+    metric: str
+    candidate: float | None
+    serving: float | None
+    margin: float
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gate_metric(component: Component, config: GateConfig) -> str:
+    return {
+        Component.RETRIEVER: config.retriever_metric,
+        Component.RANKER: config.ranker_metric,
+        Component.GENERATOR: config.generator_metric,
+    }[component]
+
+
+def decide(
+    component: Component,
+    candidate: Mapping[str, float],
+    serving: Mapping[str, float],
+    config: GateConfig,
+) -> GateDecision:
+    """Promote iff candidate[metric] - serving[metric] > margin (tie-break on an exact tie).
+
+    For the generator's ``win_rate`` (measured against the serving model) the serving
+    side is 0.5 by definition: a model ties with itself.
+    """
+    metric = gate_metric(component, config)
+    margin = config.margin
+    cand = candidate.get(metric)
+    base = 0.5 if metric == "win_rate" else serving.get(metric)
+    if cand is None:
+        return GateDecision(
+            False, metric, None, base, margin, f"{metric} not measured: no eval data"
+        )
+    if base is None:
+        return GateDecision(False, metric, cand, None, margin, f"serving {metric} not measured")
+    delta = cand - base
+    if delta > margin:
+        return GateDecision(
+            True, metric, cand, base, margin, f"{metric} {cand:.4f} > {base:.4f} + margin {margin}"
+        )
+    if abs(delta) <= _EPS:
+        tie = TIE_BREAK[component]
+        c2, b2 = candidate.get(tie), serving.get(tie)
+        if c2 is None or b2 is None:
+            return GateDecision(
+                False,
+                metric,
+                cand,
+                base,
+                margin,
+                f"{metric} tied at {cand:.4f}; no {tie} to break it",
+            )
+        promote = c2 - b2 > margin
+        verdict = "beats" if promote else "does not beat"
+        return GateDecision(
+            promote,
+            metric,
+            cand,
+            base,
+            margin,
+            f"{metric} tied at {cand:.4f}; tie-break {tie} {c2:.4f} {verdict} "
+            f"{b2:.4f} by more than margin {margin}",
+        )
+    return GateDecision(
+        False,
+        metric,
+        cand,
+        base,
+        margin,
+        f"{metric} {cand:.4f} does not beat serving {base:.4f} by more than {margin}",
+    )
