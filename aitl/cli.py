@@ -255,6 +255,39 @@ def simulate_cmd(
     console.print(f"{stats.cases} cases, {stats.annotations} annotations, {stats.by_profile}")
 
 
+@app.command("benchmark")
+def benchmark(
+    dataset: Path = typer.Option(..., help="a DSTC-format dataset dir (docs or faqs+reviews)"),
+    out: Path = typer.Option(Path("bench/results/quality.json"), help="the JSON report"),
+    max_cases: int = typer.Option(0, help="use only the first N cases (0: all)"),
+    agents: int = typer.Option(20, help="simulated agents per variant"),
+    ablations: bool = typer.Option(True, help="run the judge and missing-knowledge ablations"),
+    epochs: float = typer.Option(1.0, help="training epochs per cycle"),
+    workdir: Path = typer.Option(Path(".aitl/benchmark"), help="where shards and models go"),
+) -> None:
+    """The flywheel on a DSTC-format dataset: before / after / oracle and the ablations."""
+    import shutil
+
+    from aitl.flywheel.benchmark import BenchmarkConfig, run_benchmark
+
+    if not (dataset / "knowledge.json").exists():
+        console.print(
+            f"[red]{dataset}: no knowledge.json (a DSTC-format dataset dir is needed)[/red]"
+        )
+        raise typer.Exit(2)
+    shutil.rmtree(workdir, ignore_errors=True)
+    cfg = BenchmarkConfig(
+        dataset=dataset,
+        out=out,
+        workdir=workdir,
+        max_cases=max_cases or None,
+        agents=agents,
+        ablations=ablations,
+        epochs=epochs,
+    )
+    run_benchmark(cfg, console)
+
+
 def main() -> None:
     mount_sub_apps()
     app(prog_name="aitl")
