@@ -276,11 +276,13 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
                 pub.publish_many(knowledge_events(dataset.knowledge))
             service = stack.start(f"processors-{variant.name}", "processors", "start")
             agents = make_agents(cfg.agents, variant.mix, seed=cfg.seed)
-            with console.status(f"{variant.name}: agents annotating {len(replay)} cases"):
-                with Publisher(settings.kafka, producer_name="aitl-simulator") as pub:
-                    stats = simulate(
-                        replay, stock, agents, pub, suggestions=served, publish_suggestions=True
-                    )
+            with (
+                console.status(f"{variant.name}: agents annotating {len(replay)} cases"),
+                Publisher(settings.kafka, producer_name="aitl-simulator") as pub,
+            ):
+                stats = simulate(
+                    replay, stock, agents, pub, suggestions=served, publish_suggestions=True
+                )
             from aitl.flywheel.demo import wait_for_shards
 
             with console.status(f"{variant.name}: judging and sealing"):
