@@ -66,6 +66,9 @@ class LocalPipeline:
         self.encoder, self.ranker, self.k = encoder, ranker, k
         self.vectors = encoder.encode([o.text for o in self.kb])
 
+    def suggest(self, case: Case) -> Suggestion:
+        return self.suggest_many([case])[0]
+
     def suggest_many(
         self, cases: Sequence[Case], on_case: Callable[[int], None] | None = None
     ) -> list[Suggestion]:
