@@ -97,9 +97,13 @@ def start(
         nonlocal stopping
         stopping = True
 
+    from streams.admin import ensure_topics
+
+    ensure_topics(settings.kafka)  # idempotent: the suggestion, knowledge and model topics
+    start_app(settings, cfg)
+    # after ray.init, which installs its own SIGTERM handler that would exit at once
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    start_app(settings, cfg)
     state.write_text(
         json.dumps(
             {"pid": os.getpid(), "url": url, "app": cfg.app_name, "ray_address": cfg.ray_address}
@@ -112,12 +116,12 @@ def start(
             time.sleep(0.5)
     finally:
         console.print("stopping serving")
+        state.unlink(missing_ok=True)
         if cfg.ray_address:
             serve.delete(cfg.app_name)
         else:
             serve.shutdown()
         ray.shutdown()
-        state.unlink(missing_ok=True)
 
 
 @app.command("status")

@@ -1,0 +1,13 @@
+"""Knowledge base and the Ray Serve assistant (retriever -> ranker -> generator).
+
+What other folders call (no Ray needed):
+
+- ``serving.retriever.load_encoder(spec, stock_model)`` / ``serving.ranker.load_ranker(spec)``
+  / ``serving.generator.load_generator(spec, stock_model)``: a stock model or a checkpoint
+  (``ModelSpec(version, artifact_uri)`` from ``serving.checkpoints``).
+- ``serving.offline.evaluate_retrieval(knowledge, cases, encoder, ranker)`` and the pure
+  metrics in ``serving.evaluate``.
+- ``serving.prompt.build_messages`` / ``ground``: the generator prompt and citations.
+
+``serving.app.build_app`` / ``start`` run the application (``aitl serve start``).
+"""

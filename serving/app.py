@@ -1,0 +1,336 @@
+"""The Ray Serve application: Retriever -> Ranker -> Generator behind an HTTP ingress.
+
+One deployment per model. Each loads its weights in ``__init__``, swaps through
+``reconfigure(user_config)`` (``{"version", "artifact_uri"}``; empty URI = stock) which
+the replica's lifecycle watcher also drives, raises from ``check_health()`` when a
+background thread died, and declares ``max_ongoing_requests``. A swap loads the new
+weights beside the old ones and replaces one reference, so no request waits or fails.
+
+``POST /v1/suggest {tenant_id, case_id, query, history}`` answers
+``{request_id, knowledge[], candidates[2], model_versions, latency_ms}`` after the
+suggestion-served event is acknowledged by Kafka (``503`` if it is not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import asdict
+from typing import Any, cast
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from aitl.settings import Settings
+from serving.checkpoints import ModelSpec
+from serving.config import ServingSettings
+from serving.generator import load_generator
+from serving.knowledge.index import KnowledgeIndex, open_client
+from serving.knowledge.indexer import KnowledgeIndexer, LiveIndex
+from serving.prompt import Snippet
+from serving.ranker import load_ranker
+from serving.retriever import load_encoder
+from serving.watcher import LifecycleWatcher
+from streams.events import Component
+
+log = logging.getLogger(__name__)
+
+
+def _torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+class _Swappable:
+    """Shared swap plumbing: a current spec, a lock, and the lifecycle watcher."""
+
+    component: Component
+
+    def _init_swap(self, settings: Settings, cfg: ServingSettings) -> None:
+        self.spec = ModelSpec()
+        self._swap_lock = threading.Lock()
+        self.swap_error: str | None = None
+        self.watcher: LifecycleWatcher | None = None
+        if cfg.follow_lifecycle:
+            self.watcher = LifecycleWatcher(
+                settings.kafka, self.component, self.apply_spec, current=self.spec
+            ).start()
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve the version in ``user_config`` (loaded off the request path)."""
+        await asyncio.to_thread(self.apply_spec, ModelSpec.from_config(user_config))
+
+    def apply_spec(self, spec: ModelSpec) -> None:
+        with self._swap_lock:
+            if spec == self.spec:
+                return
+            started = time.perf_counter()
+            try:
+                self._load(spec)
+            except Exception as exc:
+                self.swap_error = f"{spec.version}: {exc}"
+                raise
+            self.spec, self.swap_error = spec, None
+            if self.watcher is not None:
+                self.watcher.current = spec
+            log.info(
+                "%s now serves %s (%.1fs)",
+                self.component.value,
+                spec.version,
+                time.perf_counter() - started,
+            )
+
+    def _load(self, spec: ModelSpec) -> None:
+        raise NotImplementedError
+
+    def _check_threads(self) -> None:
+        if self.watcher is not None and (self.watcher.error or not self.watcher.alive):
+            raise RuntimeError(f"lifecycle watcher stopped: {self.watcher.error!r}")
+
+
+@serve.deployment(name="Retriever", health_check_period_s=10)
+class Retriever(_Swappable):
+    """Embeds the query and returns the top-K knowledge from the serving collection."""
+
+    component = Component.RETRIEVER
+
+    def __init__(self, settings: Settings, cfg: ServingSettings) -> None:
+        _torch_threads(cfg.torch_threads)
+        self.settings, self.cfg = settings, cfg
+        client = open_client(settings.qdrant_url, settings.qdrant_path)
+        self.index = KnowledgeIndex(client, cfg.qdrant_alias)
+        self.live = LiveIndex(self.index, self._encoder(ModelSpec()))
+        self.indexer = (
+            KnowledgeIndexer(self.live, settings.kafka).start() if cfg.index_knowledge else None
+        )
+        self._init_swap(settings, cfg)
+
+    def _encoder(self, spec: ModelSpec) -> Any:
+        return load_encoder(
+            spec,
+            self.settings.retriever_model,
+            query_prefix=self.cfg.query_prefix,
+            document_prefix=self.cfg.document_prefix,
+        )
+
+    def _load(self, spec: ModelSpec) -> None:
+        self.live.switch(self._encoder(spec))  # returns once the new collection serves
+
+    def retrieve(self, query: str, k: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        version, hits = self.live.search(query, k)
+        return {
+            "version": version,
+            "hits": [asdict(h) for h in hits],
+            "ms": (time.perf_counter() - started) * 1000,
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": self.spec.version,
+            "collection": self.live.collection,
+            "objects": self.index.count(self.live.collection),
+            "applied_events": self.indexer.applied if self.indexer else 0,
+            "caught_up": bool(self.indexer and self.indexer.caught_up.is_set()),
+            "kafka_error": self.indexer.last_kafka_error if self.indexer else None,
+            "swap_error": self.swap_error,
+        }
+
+    def check_health(self) -> None:
+        self._check_threads()
+        if self.indexer is not None and (self.indexer.error or not self.indexer.alive):
+            raise RuntimeError(f"knowledge indexer stopped: {self.indexer.error!r}")
+
+
+@serve.deployment(name="Ranker", health_check_period_s=10)
+class Ranker(_Swappable):
+    """Rescores the retrieved knowledge and keeps the top ``rank_k``."""
+
+    component = Component.RANKER
+
+    def __init__(self, settings: Settings, cfg: ServingSettings) -> None:
+        _torch_threads(cfg.torch_threads)
+        self.settings, self.cfg = settings, cfg
+        self.ranker = self._ranker(ModelSpec())
+        self._init_swap(settings, cfg)
+
+    def _ranker(self, spec: ModelSpec) -> Any:
+        return load_ranker(
+            spec,
+            stock_kind=self.cfg.ranker_kind,
+            retriever_model=self.settings.retriever_model,
+            generator_model=self.settings.generator_model,
+            depth=self.cfg.ranker_depth,
+        )
+
+    def _load(self, spec: ModelSpec) -> None:
+        self.ranker = self._ranker(spec)
+
+    def rank(self, query: str, hits: list[dict[str, Any]], k: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        ranker = self.ranker
+        order = ranker.rank(query, [h["text"] for h in hits], [h["score"] for h in hits], k)
+        ranked = [dict(hits[i], score=score) for i, score in order]
+        return {
+            "version": ranker.version,
+            "kind": ranker.kind,
+            "ranked": ranked,
+            "ms": (time.perf_counter() - started) * 1000,
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": self.spec.version,
+            "kind": self.ranker.kind,
+            "swap_error": self.swap_error,
+        }
+
+    def check_health(self) -> None:
+        self._check_threads()
+
+
+@serve.deployment(name="Generator", health_check_period_s=10)
+class Generator(_Swappable):
+    """Writes candidates A and B; concurrent requests are decoded as one batch."""
+
+    component = Component.GENERATOR
+
+    def __init__(self, settings: Settings, cfg: ServingSettings) -> None:
+        _torch_threads(cfg.torch_threads)
+        self.settings, self.cfg = settings, cfg
+        self.generator = self._generator(ModelSpec())
+        self.tokens = 0
+        self.seconds = 0.0
+        cast(Any, self.generate).set_max_batch_size(cfg.generator_batch)
+        self._init_swap(settings, cfg)
+
+    def _generator(self, spec: ModelSpec) -> Any:
+        return load_generator(
+            spec,
+            self.settings.generator_model,
+            max_new_tokens=self.cfg.max_new_tokens,
+            n_knowledge=self.cfg.n_knowledge,
+            variant_b=self.cfg.variant_b,
+            temperature=self.cfg.temperature,
+        )
+
+    def _load(self, spec: ModelSpec) -> None:
+        self.generator = self._generator(spec)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.02)
+    async def generate(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        generator = self.generator
+        batch = [
+            (
+                r["query"],
+                [tuple(t) for t in r["history"]],
+                [Snippet(s["knowledge_id"], s["text"]) for s in r["knowledge"]],
+            )
+            for r in requests
+        ]
+        results = await asyncio.to_thread(generator.generate_many, batch)
+        self.tokens += sum(g.new_tokens for g in results)
+        self.seconds += results[0].seconds if results else 0.0
+        return [
+            {
+                "version": generator.version,
+                "candidates": [asdict(r) for r in g.replies],
+                "new_tokens": g.new_tokens,
+                "batch": len(requests),
+                "ms": g.seconds * 1000,
+            }
+            for g in results
+        ]
+
+    def status(self) -> dict[str, Any]:
+        rate = self.tokens / self.seconds if self.seconds else 0.0
+        return {
+            "version": self.spec.version,
+            "tokens_per_s": rate,
+            "generated_tokens": self.tokens,
+            "generation_seconds": self.seconds,
+            "swap_error": self.swap_error,
+        }
+
+    def check_health(self) -> None:
+        self._check_threads()
+
+
+def _deployment(cls: Any) -> serve.Deployment:
+    """The ``@serve.deployment`` class as the Deployment it is (for type checkers)."""
+    return cast(serve.Deployment, cls)
+
+
+def build_app(settings: Settings, cfg: ServingSettings) -> serve.Application:
+    """The bound application (ingress on top), resources and replicas from ``cfg``."""
+    from serving.ingress import Ingress
+
+    embedded_path = settings.qdrant_url is None and str(settings.qdrant_path) != ":memory:"
+    if embedded_path and cfg.retriever_replicas != 1:
+        raise ValueError(
+            "embedded Qdrant at a path allows one client: use retriever_replicas=1, "
+            "AITL_QDRANT_URL for a server, or qdrant_path=':memory:' (a copy per replica)"
+        )
+    retriever = (
+        _deployment(Retriever)
+        .options(
+            num_replicas=cfg.retriever_replicas,
+            max_ongoing_requests=cfg.retriever_max_ongoing,
+            ray_actor_options={"num_cpus": cfg.retriever_cpus},
+        )
+        .bind(settings, cfg)
+    )
+    ranker = (
+        _deployment(Ranker)
+        .options(
+            num_replicas=cfg.ranker_replicas,
+            max_ongoing_requests=cfg.ranker_max_ongoing,
+            ray_actor_options={"num_cpus": cfg.ranker_cpus},
+        )
+        .bind(settings, cfg)
+    )
+    generator = (
+        _deployment(Generator)
+        .options(
+            num_replicas=cfg.generator_replicas,
+            max_ongoing_requests=cfg.generator_max_ongoing,
+            ray_actor_options={"num_cpus": cfg.generator_cpus, "num_gpus": cfg.generator_gpus},
+        )
+        .bind(settings, cfg)
+    )
+    return (
+        _deployment(Ingress)
+        .options(
+            num_replicas=cfg.ingress_replicas,
+            max_ongoing_requests=cfg.ingress_max_ongoing,
+            ray_actor_options={"num_cpus": cfg.ingress_cpus},
+        )
+        .bind(retriever, ranker, generator, settings, cfg)
+    )
+
+
+WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def start(settings: Settings, cfg: ServingSettings) -> DeploymentHandle:
+    """Start Ray locally (or join ``cfg.ray_address``), start Serve's HTTP proxy on
+    ``cfg.host:cfg.port`` and run the application; returns the ingress handle."""
+    import ray
+
+    if not ray.is_initialized():
+        runtime_env = {"env_vars": WORKER_ENV}
+        if cfg.ray_address:
+            ray.init(address=cfg.ray_address, namespace="aitl", runtime_env=runtime_env)
+        else:
+            ray.init(
+                num_cpus=cfg.ray_num_cpus,
+                object_store_memory=cfg.ray_object_store_mb * 1024 * 1024,
+                include_dashboard=False,
+                namespace="aitl",
+                runtime_env=runtime_env,
+            )
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    return serve.run(build_app(settings, cfg), name=cfg.app_name, route_prefix="/")

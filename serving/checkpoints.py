@@ -1,0 +1,70 @@
+"""From a lifecycle ``artifact_uri`` to a local checkpoint directory and its model card.
+
+Trainers write checkpoints to the checkpoint store (a local dir or any fsspec URL) with an
+``aitl_model.json`` card (see :mod:`aitl.lifecycle`). Serving reads local paths and
+``file://`` URIs in place and copies anything else (``s3://``, ``gs://``, ...) once into a
+local cache keyed by the URI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aitl.lifecycle import STOCK, read_model_card
+
+DEFAULT_CACHE = Path.home() / ".cache" / "aitl" / "checkpoints"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which version a deployment serves; ``artifact_uri`` empty means the stock model.
+
+    This is the deployments' ``user_config``: ``{"version": ..., "artifact_uri": ...}``.
+    """
+
+    version: str = STOCK
+    artifact_uri: str = ""
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> ModelSpec:
+        config = config or {}
+        return cls(str(config.get("version") or STOCK), str(config.get("artifact_uri") or ""))
+
+    def to_config(self) -> dict[str, str]:
+        return {"version": self.version, "artifact_uri": self.artifact_uri}
+
+    @property
+    def is_stock(self) -> bool:
+        return not self.artifact_uri
+
+
+def local_checkpoint(uri: str, cache_dir: Path = DEFAULT_CACHE) -> Path:
+    """A local directory holding the checkpoint at ``uri`` (fetched once if remote)."""
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    if "://" not in uri:
+        return Path(uri)
+    import fsspec
+
+    target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if (target / ".complete").exists():
+        return target
+    fs, path = fsspec.core.url_to_fs(uri)
+    tmp = target.with_name(target.name + ".tmp")
+    fs.get(path.rstrip("/") + "/", str(tmp) + "/", recursive=True)
+    tmp.rename(target)
+    (target / ".complete").touch()
+    return target
+
+
+def load_card(uri: str, expected_component: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The local checkpoint dir and its model card; checks the component when given."""
+    directory = local_checkpoint(uri)
+    card = read_model_card(directory)
+    component = str(card.get("component", "")).lower()
+    if expected_component and component and component != expected_component.lower():
+        raise ValueError(f"{uri} is a {component} checkpoint, expected a {expected_component}")
+    return directory, card

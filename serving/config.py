@@ -1,0 +1,84 @@
+"""Serving settings (env prefix ``AITL_SERVE_``), read once at the entrypoint.
+
+The models themselves are chosen by :class:`aitl.settings.Settings`
+(``AITL_RETRIEVER_MODEL``, ``AITL_GENERATOR_MODEL``, ``AITL_QDRANT_URL``/``_PATH``,
+``AITL_RETRIEVE_K``, ``AITL_RANK_K``); this object says how they are served. Defaults
+fit one 2-core laptop: one replica each with fractional CPUs. On a GPU box set e.g.
+``AITL_RETRIEVER_MODEL=intfloat/e5-base-v2 AITL_SERVE_QUERY_PREFIX="query: "
+AITL_SERVE_DOCUMENT_PREFIX="passage: " AITL_GENERATOR_MODEL=mistralai/Mistral-7B-Instruct-v0.3
+AITL_SERVE_GENERATOR_GPUS=1`` (models must already be in the local Hugging Face cache).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serving.ranker import RankerKind
+
+
+class ServingSettings(BaseSettings):
+    """How the Ray Serve application runs."""
+
+    model_config = SettingsConfigDict(env_prefix="AITL_SERVE_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    app_name: str = "aitl"
+    ray_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AITL_SERVE_RAY_ADDRESS", "RAY_ADDRESS"),
+        description="a Ray cluster to deploy to; unset = start Ray in this process",
+    )
+    ray_num_cpus: int = Field(default=2, description="CPUs of the local Ray instance")
+    ray_object_store_mb: int = Field(default=256, description="local Ray object store size")
+    # models
+    ranker_kind: RankerKind = Field(
+        default="none",
+        description="stock ranker: none | embedding | cross-encoder | causal-lm-judge",
+    )
+    ranker_depth: int | None = Field(
+        default=None, description="rescore only the first N retrieved (None: all retrieve_k)"
+    )
+    query_prefix: str = Field(default="", description="retriever query prefix (E5: 'query: ')")
+    document_prefix: str = Field(default="", description="retriever document prefix")
+    query_turns: int = Field(default=3, description="conversation turns in the retrieval query")
+    max_new_tokens: int = Field(default=48, description="generator reply length cap")
+    n_knowledge: int = Field(default=3, description="ranked knowledge objects in the prompt")
+    variant_b: Literal["prompt", "sample"] = Field(
+        default="prompt", description="B: a second prompt style (one batched pass) or sampled"
+    )
+    temperature: float = 0.8
+    generator_batch: int = Field(default=4, description="requests decoded together")
+    qdrant_alias: str = "aitl-knowledge"
+    index_knowledge: bool = Field(
+        default=True, description="the retriever follows the knowledge topic"
+    )
+    follow_lifecycle: bool = Field(
+        default=True, description="replicas hot-swap from the model lifecycle topic"
+    )
+    publish_timeout_s: float = Field(default=10.0, description="wait for Kafka's ack")
+    torch_threads: int = Field(default=2, description="intra-op threads per replica")
+    # replicas and resources
+    retriever_replicas: int = 1
+    ranker_replicas: int = 1
+    generator_replicas: int = 1
+    ingress_replicas: int = 1
+    retriever_cpus: float = 0.5
+    ranker_cpus: float = 0.25
+    generator_cpus: float = 0.5
+    generator_gpus: float = 0.0
+    ingress_cpus: float = 0.25
+    retriever_max_ongoing: int = 16
+    ranker_max_ongoing: int = 16
+    generator_max_ongoing: int = Field(
+        default=32, description="requests a generator replica holds (they wait in its batch queue)"
+    )
+    ingress_max_ongoing: int = 64
+
+
+def load_serving_settings() -> ServingSettings:
+    """Read the environment once; call at an entrypoint only."""
+    return ServingSettings()

@@ -1,0 +1,99 @@
+"""Hot-swap: follow the model lifecycle topic and hand each serving-version change to a
+deployment's ``reconfigure``.
+
+Every replica runs one watcher for its own component, so all replicas swap (a handle
+call would reach only one) and a replica that restarts folds the compacted topic from
+the start and comes up on the version that serves now. The deployment loads the new
+weights beside the old ones and swaps a reference, so requests never wait on a load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+from aitl.lifecycle import STOCK, RegistryState, fold
+from aitl.settings import KafkaSettings
+from serving._internal import TopicFollower
+from serving.checkpoints import ModelSpec
+from streams.events import Component, Event, ModelLifecycle
+
+log = logging.getLogger(__name__)
+
+
+def serving_spec(state: RegistryState, component: Component) -> ModelSpec | None:
+    """The version that should serve ``component``, or None if it cannot be resolved.
+
+    No promotion yet (or a rollback to ``stock``) means the stock model.
+    """
+    version = state.serving.get(component)
+    if version is None or version == STOCK:
+        return ModelSpec()
+    known = state.serving_state(component)
+    if known is None or not known.artifact_uri:
+        log.error(
+            "%s version %s serves but has no artifact_uri; keeping the current one",
+            component.value,
+            version,
+        )
+        return None
+    return ModelSpec(version, known.artifact_uri)
+
+
+def changes(
+    events: Iterable[ModelLifecycle], component: Component, current: ModelSpec | None
+) -> ModelSpec | None:
+    """The spec to swap to after these events, or None when nothing changes."""
+    spec = serving_spec(fold(events), component)
+    return spec if spec is not None and spec != current else None
+
+
+class LifecycleWatcher(TopicFollower):
+    """A thread calling ``on_change(spec)`` whenever ``component``'s serving version moves.
+
+    ``on_change`` runs on the watcher thread; if it raises, the old version keeps serving,
+    the error is kept in ``last_error`` and the next lifecycle event retries. A Kafka
+    outage leaves the current version serving; the watcher reconnects and folds again.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        component: Component,
+        on_change: Callable[[ModelSpec], None],
+        *,
+        current: ModelSpec | None = None,
+        poll_s: float = 0.5,
+    ) -> None:
+        name = f"serving-{component.value.lower()}-lifecycle"
+        super().__init__(kafka, "models", name, batch=200, poll_s=poll_s)
+        self.component = component
+        self.on_change = on_change
+        self.current = current
+        self.events: list[ModelLifecycle] = []
+        self.swaps = 0
+        self.last_error: BaseException | None = None
+
+    def on_connect(self) -> None:
+        self.events = []  # the compacted topic is replayed from its start
+
+    def handle(self, events: Sequence[Event]) -> None:
+        fresh = [
+            e for e in events if isinstance(e, ModelLifecycle) and e.component is self.component
+        ]
+        if fresh:
+            self.events.extend(fresh)
+            self._maybe_swap()
+
+    def _maybe_swap(self) -> None:
+        spec = changes(self.events, self.component, self.current)
+        if spec is None:
+            return
+        try:
+            self.on_change(spec)
+        except Exception as exc:
+            log.exception("swap of %s to %s failed", self.component.value, spec.version)
+            self.last_error = exc
+            return
+        self.current = spec
+        self.swaps += 1
