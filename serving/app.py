@@ -334,3 +334,12 @@ def start(settings: Settings, cfg: ServingSettings) -> DeploymentHandle:
             )
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     return serve.run(build_app(settings, cfg), name=cfg.app_name, route_prefix="/")
+
+
+def app_builder(args: dict[str, str]) -> serve.Application:
+    """Ray Serve application builder (``serving.app:app_builder``, e.g. in a KubeRay
+    RayService): settings come from the environment of the Ray cluster."""
+    from aitl.settings import load_settings
+    from serving.config import load_serving_settings
+
+    return build_app(load_settings(), load_serving_settings())

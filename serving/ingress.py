@@ -224,6 +224,9 @@ class Ingress:
                 {k: h[k] for k in ("knowledge_id", "score", "title", "text", "kind")}
                 for h in ranked["ranked"]
             ],
+            "retrieved": [
+                {"knowledge_id": h["knowledge_id"], "score": h["score"]} for h in retrieved["hits"]
+            ],
             "candidates": [c.model_dump() for c in candidates],
             "model_versions": versions,
             "stage_ms": {

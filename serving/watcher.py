@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
+from prometheus_client import Gauge
+
 from aitl.lifecycle import STOCK, RegistryState, fold
 from aitl.settings import KafkaSettings
 from serving._internal import TopicFollower
@@ -19,6 +21,28 @@ from serving.checkpoints import ModelSpec
 from streams.events import Component, Event, ModelLifecycle
 
 log = logging.getLogger(__name__)
+
+PROMOTED_AT = Gauge(
+    "aitl_model_promoted_timestamp_seconds",
+    "Event time of the promotion whose version serves now (from the lifecycle topic)",
+    ["component"],
+)
+EVAL_METRIC = Gauge(
+    "aitl_model_eval_metric",
+    "Eval-slice metrics of the serving version, from its lifecycle event",
+    ["component", "metric"],
+)
+
+
+def export_state(state: RegistryState, component: Component) -> None:
+    """Publish when the serving version was promoted and its eval metrics."""
+    name = component.value.lower()
+    served = state.serving_state(component)
+    if served is None or served.event is None:
+        return
+    PROMOTED_AT.labels(name).set(served.event.envelope.event_time.timestamp())
+    for metric, value in served.metrics.items():
+        EVAL_METRIC.labels(name, metric).set(value)
 
 
 def serving_spec(state: RegistryState, component: Component) -> ModelSpec | None:
@@ -86,6 +110,7 @@ class LifecycleWatcher(TopicFollower):
             self._maybe_swap()
 
     def _maybe_swap(self) -> None:
+        export_state(fold(self.events), self.component)
         spec = changes(self.events, self.component, self.current)
         if spec is None:
             return

@@ -269,10 +269,6 @@ def serve_config() -> dict[str, Any]:
     return config
 
 
-@pytest.mark.xfail(
-    reason="serving/app.py has no `app_builder(args)` Ray Serve application builder yet",
-    strict=True,
-)
 def test_rayservice_imports_an_application_builder_that_exists() -> None:
     for application in serve_config()["applications"]:
         module, _, attr = application["import_path"].partition(":")

@@ -44,10 +44,6 @@ SUFFIXES = {
 # test_pending_metrics_are_exported fails (strict xfail) once they all are: then empty this.
 PENDING = {
     "aitl_adoption_decisions_total": "processors: Counter{decision} per adoption annotation",
-    "aitl_model_promoted_timestamp_seconds": "serving: Gauge{component}, event time of the "
-    "PROMOTED event that serves now (from the lifecycle fold, so it survives restarts)",
-    "aitl_model_eval_metric": "serving: Gauge{component,metric}, eval metrics of the serving "
-    "version from its lifecycle event",
 }
 PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
