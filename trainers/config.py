@@ -57,7 +57,7 @@ class RankerConfig:
 
     architecture: Literal["auto", "cross-encoder", "embedding"] = _help(
         "cross-encoder (BCE) or embedding (bi-encoder, CoSENT); auto = the serving ranker's "
-        "kind when it is one of these, else cross-encoder",
+        "kind when it is one of these, else embedding",
         "auto",
     )
     base_model: str | None = _help(

@@ -49,9 +49,9 @@ def test_pools_hold_labelled_objects_and_overlap_distractors() -> None:
 
 
 def test_architecture_follows_the_serving_ranker() -> None:
-    assert choose_architecture(RankerConfig(), None) == "cross-encoder"
+    assert choose_architecture(RankerConfig(), None) == "embedding"
     assert choose_architecture(RankerConfig(), "embedding") == "embedding"
-    assert choose_architecture(RankerConfig(), "causal-lm-judge") == "cross-encoder"
+    assert choose_architecture(RankerConfig(), "causal-lm-judge") == "embedding"
     assert (
         choose_architecture(RankerConfig(architecture="embedding"), "cross-encoder") == "embedding"
     )
