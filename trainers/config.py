@@ -109,7 +109,9 @@ class GeneratorConfig:
     batch_size: int = _help("preference pairs per device batch", 2)
     gradient_accumulation_steps: int = _help("batches per optimizer step", 1)
     learning_rate: float = _help("AdamW learning rate of the adapter", 5e-4)
-    max_length: int = _help("token limit of prompt + reply", 384)
+    max_length: int = _help(
+        "token limit of prompt + reply (prompts carry ~350-600 tokens of knowledge)", 768
+    )
     max_completion_length: int = _help("token limit of a reply", 128)
     use_chat_template: bool = _help(
         "wrap prompts as a user turn and replies as the assistant turn (when the tokenizer "
