@@ -54,6 +54,8 @@ class DemoConfig:
     generator_steps: int = 12
     max_new_tokens: int = 40
     swap_timeout_s: float = 300.0
+    gate_margin: float | None = None  # None: the trainers' default; < 0 promotes any candidate
+    measure_replies: bool = True
 
 
 def _progress(console: Console) -> Progress:
@@ -150,7 +152,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
             before_s = suggest_all(
                 suggester, held_out, cfg.concurrency, lambda n: progress.advance(task, n)
             )
-        before = measure(before_s, held_out)
+        before = measure(before_s, held_out, replies=cfg.measure_replies)
         report.show({"before": before}, "stock assistant", console)
 
         agents = make_agents(cfg.agents, cfg.mix, seed=cfg.seed)
@@ -182,6 +184,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         kb = [(k.id, k.text) for k in dataset.knowledge]
         config = CycleConfig()
         config.generator.max_steps = cfg.generator_steps
+        if cfg.gate_margin is not None:
+            config.gate.margin = cfg.gate_margin
         promoted: dict[str, str] = {}
         cycles = []
         t = time.perf_counter()
@@ -215,7 +219,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
             after_s = suggest_all(
                 suggester, held_out, cfg.concurrency, lambda n: progress.advance(task, n)
             )
-        after = measure(after_s, held_out)
+        after = measure(after_s, held_out, replies=cfg.measure_replies)
         suggester.close()
 
     rows_table = {"before": before, "after": after}
