@@ -1,0 +1,359 @@
+"""The Faust edge: one agent reads the case-keyed topics as raw bytes, hands each message
+to the :class:`~processors.engine.Engine`, produces what it returns, and acknowledges
+messages only when they are done (see ``processors/offsets.py``).
+
+* Source topics (interactions, suggestions, the four annotation topics) all have the
+  catalog's partition count and the case id as key, so Faust's assignor gives one worker
+  the same partition of each: a case's suggestion and annotations meet in one worker.
+* Tables ``bundles`` and ``cases`` are Faust tables with changelog topics
+  (``<prefix><app>-bundles-changelog``); a restarted or rebalanced worker recovers them.
+  Every changelog write is tracked like any other produced message.
+* ``concurrency=1`` (faust-streaming #606 loses messages with more), ``value_serializer
+  ="raw"`` (the engine decodes Avro itself; nothing is ever pickled).
+* A timer resolves deadlines, seals shards by age and acknowledges what is done; Faust
+  commits the acknowledged offsets. On a revoke, everything open is sealed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.types import TP
+
+from aitl.security import faust_credentials
+from aitl.settings import Settings
+from aitl.shards import ShardStore
+from processors import metrics
+from processors.engine import Engine, Outputs, Record
+from processors.judge import CompositeJudge, Judge, LLMJudge, RuleJudge
+from processors.knowledge import KnowledgeView
+from processors.offsets import AckTracker
+from processors.redact import Redactor
+from processors.sealer import ShardWriter
+from processors.settings import ProcessorSettings
+from processors.split import SplitRule
+from streams.catalog import Topics
+from streams.config import bootstrap
+from streams.serde import AvroSerde
+
+log = logging.getLogger(__name__)
+RAW_TOPIC: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+# tables take their changelog serializers from key_type/value_type (bytes: raw)
+RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+
+
+class ProcessorApp(faust.App):
+    """A Faust app that runs a hook before it stops, while its consumer still runs."""
+
+    before_stop: Callable[[], Awaitable[None]] | None = None
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            try:
+                await self.before_stop()
+            except Exception:  # stopping anyway: unacknowledged work is simply replayed
+                log.exception("sealing before stop failed")
+        await super().on_stop()
+
+
+class ProcessorWorker(faust.Worker):
+    """A Faust worker without the terminal spinner: at WARNING and above the spinner sets
+    the root logger to DEBUG, and every library debug record is then built for nothing."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        super().on_setup_root_logger(logger, level)
+
+
+class TrackedTable(faust.Table):
+    """A Faust table that remembers the changelog messages it sent, so the processor can
+    wait for their delivery before acknowledging the message that caused them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[Any] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        fut = super().send_changelog(*args, **kwargs)
+        self.sent.append(fut)
+        return fut
+
+    def drain_sent(self) -> list[Any]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+def make_judge(settings: Settings, ps: ProcessorSettings) -> Judge:
+    """The configured judge; ``llm``/``composite`` need ``AITL_LLM_JUDGE_URL``."""
+    if ps.judge == "rule":
+        return RuleJudge()
+    if not settings.llm_judge_url:
+        raise ValueError(f"judge={ps.judge} needs AITL_LLM_JUDGE_URL")
+    key = settings.llm_judge_api_key
+    llm = LLMJudge(
+        base_url=settings.llm_judge_url,
+        model=settings.llm_judge_model,
+        api_key=key.get_secret_value() if key else None,
+        timeout_s=ps.llm_timeout_s,
+        retries=ps.llm_retries,
+        cooldown_s=ps.llm_cooldown_s,
+        max_concurrency=ps.llm_max_concurrency,
+    )
+    return llm if ps.judge == "llm" else CompositeJudge(llm=llm)
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    return [(str(k), bytes(v) if v is not None else b"") for k, v in items]
+
+
+class Processor:
+    """The worker: a Faust app, its agent and timer, and the engine behind them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ps: ProcessorSettings,
+        *,
+        judge: Judge | None = None,
+        knowledge: Mapping[str, str] | None = None,
+    ) -> None:
+        from aiokafka.codec import has_lz4
+
+        if not has_lz4():  # aitl producers compress with lz4 (streams/config.py)
+            raise RuntimeError("faust/aiokafka cannot read lz4 batches: install cramjam")
+        self.settings, self.ps = settings, ps
+        kafka = settings.kafka
+        self.topics = Topics(kafka)
+        self.serde = AvroSerde()
+        self.redactor = Redactor(ps.pseudonym_key.get_secret_value().encode(), ps.redact_patterns)
+        self.judge = judge or make_judge(settings, ps)
+        self.knowledge_view: KnowledgeView | None = None
+        if knowledge is None:
+            self.knowledge_view = KnowledgeView(kafka, self.redactor, self.serde)
+            knowledge = self.knowledge_view
+        datadir = Path(settings.data_dir) / "faust"
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.app = ProcessorApp(
+            f"{kafka.topic_prefix}{ps.app_name}",
+            broker=[f"kafka://{b.strip()}" for b in bootstrap(kafka).split(",")],
+            broker_credentials=faust_credentials(kafka),
+            store="memory://",
+            datadir=str(datadir),
+            autodiscover=False,
+            web_enabled=False,
+            topic_replication_factor=kafka.replication_factor,
+            topic_partitions=kafka.default_partitions,
+            stream_wait_empty=False,
+            broker_commit_interval=ps.commit_interval_s,
+            broker_session_timeout=ps.session_timeout_s,
+            broker_heartbeat_interval=max(1.0, ps.session_timeout_s / 10),
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            producer_linger=0.005,  # batch verdicts and changelog writes: fewer requests
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        sources = [self.topics.name("interactions"), self.topics.name("suggestions")]
+        self.source = self.app.topic(*sources, *self.topics.annotations, **RAW_TOPIC)
+        self.out = {
+            name: self.app.topic(self.topics.name(name), **RAW_TOPIC)
+            for name in ("judge.verdicts", "dlq", "shards.sealed")
+        }
+        parts = kafka.default_partitions
+        self.bundles: TrackedTable = self.app.tables.add(  # type: ignore[assignment]
+            TrackedTable(self.app, name="bundles", partitions=parts, **RAW_TABLE)
+        )
+        self.cases: TrackedTable = self.app.tables.add(  # type: ignore[assignment]
+            TrackedTable(self.app, name="cases", partitions=parts, **RAW_TABLE)
+        )
+        self.writer = ShardWriter(
+            ShardStore(settings.shard_store), self.judge.version, ps.seal_rows, ps.seal_age_s
+        )
+        self.engine = Engine(
+            judge=self.judge,
+            redactor=self.redactor,
+            writer=self.writer,
+            bundles=self.bundles,
+            cases=self.cases,
+            knowledge=knowledge,
+            split_rule=SplitRule(ps.split_period_s, ps.eval_fraction),
+            context_wait_s=ps.context_wait_s,
+            adoption_wait_s=ps.adoption_wait_s,
+            bundle_ttl_s=ps.bundle_ttl_s,
+            serde=self.serde,
+        )
+        self.tracker = AckTracker()
+        self.lock = asyncio.Lock()
+        self.last_offset: dict[tuple[str, int], int] = {}
+        self.processed = 0
+        self._last_status = time.monotonic()
+        # concurrency=1: faust-streaming #606 loses messages with more
+        agent = self.app.agent(self.source, name="processors.join", concurrency=1)
+        agent(cast(Any, self._agent))
+        self.app.timer(ps.tick_s, name="processors.tick")(self._tick)
+        self.app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
+        self.app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
+        self.app.before_stop = self._before_stop
+
+    # -- Faust callbacks --------------------------------------------------------------
+    async def _agent(self, stream: faust.Stream) -> None:
+        async for event in stream.noack().events():
+            msg = event.message
+            try:
+                async with self.lock:
+                    ticket = self.tracker.track(msg.topic, msg.partition, msg.offset, event)
+                    rec = Record(
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        msg.key,
+                        msg.value,
+                        _headers(msg.headers),
+                    )
+                    outputs = await self.engine.on_record(rec, ticket)
+                    ticket.futures += self.bundles.drain_sent() + self.cases.drain_sent()
+                    await self._emit(outputs)
+                    self.last_offset[(msg.topic, msg.partition)] = msg.offset
+                    self.processed += 1
+            except Exception as exc:  # infrastructure failure: stop, restart from commits
+                log.exception("processor failed at %s/%s@%s", msg.topic, msg.partition, msg.offset)
+                await self.app.crash(exc)
+                raise
+
+    async def _tick(self) -> None:
+        try:
+            view = self.knowledge_view
+            if view is not None and view.error is not None:
+                raise RuntimeError(f"knowledge reader failed: {view.error!r}")
+            async with self.lock:
+                await self._emit(await self.engine.on_tick())
+                await self._checkpoint()
+            self._lag()
+            now = time.monotonic()
+            if now - self._last_status >= self.ps.status_interval_s:
+                self._last_status = now
+                self._log_status()
+        except Exception as exc:
+            log.exception("processor tick failed")
+            await self.app.crash(exc)
+            raise
+
+    async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
+        """Seal what is open and acknowledge what is done before the partitions move."""
+        async with self.lock:
+            await self._emit(self.engine.seal_all())
+            await self._settle()
+            await self.app.consumer.commit()
+            lost = {(tp.topic, tp.partition) for tp in revoked}
+            dropped = self.tracker.drop(lost) + self.engine.drop_partitions(lost)
+            if dropped:
+                log.info(
+                    "revoked %d partitions; %d messages left to their next owner",
+                    len(lost),
+                    dropped,
+                )
+
+    async def _on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
+        """Another worker may have sealed shards for these partitions: learn their ids."""
+        async with self.lock:
+            added = await asyncio.to_thread(self.writer.load_sealed)
+        log.info("assigned %d partitions; %d sealed example ids learned", len(assigned), added)
+
+    async def _before_stop(self) -> None:
+        """Graceful stop: seal, wait for deliveries, acknowledge and commit."""
+        async with self.lock:
+            await self._emit(self.engine.seal_all())
+            await self._settle()
+            await self.app.consumer.commit()
+        log.info("stopped cleanly; %d messages left unacknowledged", len(self.tracker))
+
+    # -- producing and acknowledging --------------------------------------------------
+    async def _emit(self, out: Outputs) -> None:
+        verdicts, dlq, sealed = (self.out[n] for n in ("judge.verdicts", "dlq", "shards.sealed"))
+        for verdict, ticket in out.verdicts:
+            value = self.serde.encode(verdict, verdicts.get_topic_name())
+            ticket.futures.append(verdicts.send_soon(key=verdict.key().encode(), value=value))
+        for dead in out.dead:
+            sent = dlq.send_soon(key=dead.key, value=dead.value, headers=dead.headers)
+            dead.ticket.futures.append(sent)
+        for shard in out.sealed:
+            value = self.serde.encode(shard.event, sealed.get_topic_name())
+            fut = await sealed.send(key=shard.event.key().encode(), value=value)
+            for ticket in shard.tickets:
+                ticket.futures.append(fut)
+                ticket.release()
+            log.info("sealed %s (%d rows)", shard.manifest.shard_id, shard.manifest.rows)
+
+    async def _settle(self, timeout_s: float = 30.0) -> None:
+        """Flush the producer, wait for every delivery, acknowledge what is done."""
+        await self.app.producer.flush()
+        futures = [f for t in self.tracker.tickets() for f in t.futures if not f.done()]
+        if futures:
+            await asyncio.wait(futures, timeout=timeout_s)
+        await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Acknowledge, in offset order, every message whose outputs are all delivered."""
+        for ticket in self.tracker.ackable():
+            ticket.handle.ack()
+        metrics.UNCOMMITTED.set(len(self.tracker))
+
+    def _log_status(self) -> None:
+        oldest = sorted(self.tracker.next_offsets().items())[:3]
+        log.info(
+            "status: %d messages handled, %d annotations waiting, %d unacknowledged "
+            "(oldest %s), %d rows in open shards",
+            self.processed,
+            self.engine.n_pending(),
+            len(self.tracker),
+            ", ".join(f"{t}/{p}@{o}" for (t, p), o in oldest) or "-",
+            self.writer.open_rows(),
+        )
+
+    def _lag(self) -> None:
+        consumer = self.app.consumer
+        try:
+            assignment = consumer.assignment()
+        except Exception:  # not started yet
+            return
+        for tp in assignment:
+            if (tp.topic, tp.partition) not in self.last_offset:
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:
+                continue
+            if high is not None:
+                lag = max(0, high - self.last_offset[(tp.topic, tp.partition)] - 1)
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+    # -- running ----------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Read the sealed example ids and the knowledge topic before consuming."""
+        started = time.monotonic()
+        self.writer.warm_up()
+        n = self.writer.load_sealed()
+        log.info("%d sealed example ids read in %.1fs", n, time.monotonic() - started)
+        if self.knowledge_view is not None:
+            self.knowledge_view.start(self.ps.knowledge_wait_s)
+
+    def close(self) -> None:
+        if self.knowledge_view is not None:
+            self.knowledge_view.stop()
+
+    def worker(self, loglevel: str = "INFO") -> faust.Worker:
+        return ProcessorWorker(self.app, loglevel=loglevel, quiet=True)

@@ -1,0 +1,43 @@
+"""Token similarity used by the judge rules: cheap, deterministic, dependency-free."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = (
+    "a an the and or but if of to in on at for with from by as is are was were be been it its "
+    "this that these those you your we our i me my he she they them their his her not no do "
+    "does did can could will would should may might have has had so than then there here "
+    "what which who whom how why when where please thanks thank hi hello dear"
+)
+STOPWORDS = frozenset(_STOP.split())
+
+
+def tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def content_tokens(text: str) -> list[str]:
+    return [t for t in tokens(text) if t not in STOPWORDS]
+
+
+def cosine(a: str, b: str) -> float:
+    """Cosine similarity of content-token count vectors, 0..1."""
+    ca, cb = Counter(content_tokens(a)), Counter(content_tokens(b))
+    if not ca or not cb:
+        return 0.0
+    dot = sum(n * cb[t] for t, n in ca.items() if t in cb)
+    na = sum(n * n for n in ca.values()) ** 0.5
+    nb = sum(n * n for n in cb.values()) ** 0.5
+    return dot / (na * nb)
+
+
+def containment(part: str, whole: str) -> tuple[float, int]:
+    """Share of ``part``'s distinct content tokens found in ``whole``, and how many."""
+    sp, sw = set(content_tokens(part)), set(content_tokens(whole))
+    if not sp:
+        return 0.0, 0
+    hit = len(sp & sw)
+    return hit / len(sp), hit

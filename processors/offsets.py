@@ -1,0 +1,94 @@
+"""In-order acknowledgement: an offset is acknowledged only when it and every earlier
+offset of its partition are done.
+
+Done means: decided, its examples are in sealed shards, and every message produced for
+it (verdict, dead letter, shard-sealed event) was acknowledged by the cluster. Faust
+commits the highest *contiguous* acknowledged offset, and its bookkeeping assumes acks
+arrive roughly in order (an early unacknowledged offset can be skipped over otherwise),
+so acknowledging strictly in offset order per partition is what makes "commit only
+after the shard is sealed" hold.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+TP = tuple[str, int]  # (topic, partition)
+
+
+class DeliveryFailed(RuntimeError):
+    """A produced message was not acknowledged; the worker must not commit past it."""
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One consumed message on its way to being acknowledged."""
+
+    topic: str
+    partition: int
+    offset: int
+    handle: Any = None  # what the edge acknowledges (a faust event)
+    holds: int = 1  # open obligations; the first one is "not yet decided"
+    futures: list[Any] = field(default_factory=list)  # asyncio futures of produced messages
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def release(self) -> None:
+        if self.holds <= 0:
+            where = f"{self.topic}/{self.partition}@{self.offset}"
+            raise RuntimeError(f"release without hold at {where}")
+        self.holds -= 1
+
+    def done(self) -> bool:
+        """Decided, sealed, and everything produced for it is acknowledged."""
+        if self.holds:
+            return False
+        for fut in self.futures:
+            done = getattr(fut, "done", None)
+            if done is not None and not done():
+                return False
+            exc = fut.exception() if hasattr(fut, "exception") else None
+            if exc is not None:
+                raise DeliveryFailed(f"{self.topic}/{self.partition}@{self.offset}: {exc}") from exc
+        return True
+
+
+class AckTracker:
+    """Tickets per partition, in offset order; hands back the done prefix of each."""
+
+    def __init__(self) -> None:
+        self._queues: dict[TP, deque[Ticket]] = {}
+
+    def track(self, topic: str, partition: int, offset: int, handle: Any = None) -> Ticket:
+        ticket = Ticket(topic, partition, offset, handle)
+        self._queues.setdefault((topic, partition), deque()).append(ticket)
+        return ticket
+
+    def ackable(self) -> list[Ticket]:
+        """Pop and return the tickets that may be acknowledged now, in order."""
+        out: list[Ticket] = []
+        for queue in self._queues.values():
+            while queue and queue[0].done():
+                out.append(queue.popleft())
+        return out
+
+    def drop(self, tps: Iterable[TP]) -> int:
+        """Forget partitions this worker lost (their messages will be read again elsewhere)."""
+        n = 0
+        for tp in tps:
+            n += len(self._queues.pop(tp, ()))
+        return n
+
+    def tickets(self) -> list[Ticket]:
+        return [t for q in self._queues.values() for t in q]
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def next_offsets(self) -> dict[TP, int]:
+        """The oldest unacknowledged offset per partition (for lag and diagnostics)."""
+        return {tp: q[0].offset for tp, q in self._queues.items() if q}
