@@ -196,6 +196,9 @@ class Processor:
             bundle_ttl_s=ps.bundle_ttl_s,
             serde=self.serde,
         )
+        # table writes queue in faust's producer buffer; past max_messages faust pauses the
+        # stream and drains it one message per 0.1 s wait: keep the bound well above a burst
+        self.app.producer.buffer.max_messages = 10_000
         self.tracker = AckTracker()
         self.lock = asyncio.Lock()
         self.last_offset: dict[tuple[str, int], int] = {}
@@ -284,11 +287,13 @@ class Processor:
     # -- producing and acknowledging --------------------------------------------------
     async def _emit(self, out: Outputs) -> None:
         verdicts, dlq, sealed = (self.out[n] for n in ("judge.verdicts", "dlq", "shards.sealed"))
+        # send() hands the message to aiokafka at once; send_soon() would queue it in
+        # faust's producer buffer, whose small bound throttles the whole stream
         for verdict, ticket in out.verdicts:
             value = self.serde.encode(verdict, verdicts.get_topic_name())
-            ticket.futures.append(verdicts.send_soon(key=verdict.key().encode(), value=value))
+            ticket.futures.append(await verdicts.send(key=verdict.key().encode(), value=value))
         for dead in out.dead:
-            sent = dlq.send_soon(key=dead.key, value=dead.value, headers=dead.headers)
+            sent = await dlq.send(key=dead.key, value=dead.value, headers=dead.headers)
             dead.ticket.futures.append(sent)
         for shard in out.sealed:
             value = self.serde.encode(shard.event, sealed.get_topic_name())
@@ -342,8 +347,42 @@ class Processor:
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     # -- running ----------------------------------------------------------------------
+    def ensure_changelogs(self, timeout_s: float = 30.0) -> list[str]:
+        """Create the tables' compacted changelog topics up front, with the source topics'
+        partition count: if Faust's own creation races the first records (seen under
+        load), a table write fails with PartitionsMismatch (changelog with 0 partitions)."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        from streams.config import client_config
+
+        kafka = self.settings.kafka
+        names = [f"{self.app.conf.id}-{t}-changelog" for t in ("bundles", "cases")]
+        admin = AdminClient(client_config(kafka))
+        present = admin.list_topics(timeout=timeout_s).topics
+        new = [
+            NewTopic(
+                name,
+                num_partitions=kafka.default_partitions,
+                replication_factor=kafka.replication_factor,
+                config={"cleanup.policy": "compact"},
+            )
+            for name in names
+            if name not in present
+        ]
+        created = []
+        if new:
+            for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
+                try:
+                    fut.result(timeout=timeout_s)
+                    created.append(name)
+                except Exception as exc:  # already created by a sibling worker
+                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                        raise
+        return created
+
     def prepare(self) -> None:
-        """Read the sealed example ids and the knowledge topic before consuming."""
+        """Create the changelogs, read the sealed example ids and the knowledge topic."""
+        self.ensure_changelogs()
         started = time.monotonic()
         self.writer.warm_up()
         n = self.writer.load_sealed()
