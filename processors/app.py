@@ -231,6 +231,8 @@ class Processor:
                     ticket.futures += self.bundles.drain_sent() + self.cases.drain_sent()
                     await self._emit(outputs)
                     self.last_offset[(msg.topic, msg.partition)] = msg.offset
+                    if msg.timestamp:
+                        metrics.MESSAGE_AGE.observe(max(0.0, time.time() - msg.timestamp))
                     self.processed += 1
             except Exception as exc:  # infrastructure failure: stop, restart from commits
                 log.exception("processor failed at %s/%s@%s", msg.topic, msg.partition, msg.offset)

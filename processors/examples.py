@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from processors.judge.base import JudgeInput, Verdict
@@ -24,6 +23,7 @@ from serving.prompt import Snippet, build_messages
 from streams.events import (
     Adoption,
     AdoptionDecision,
+    Annotation,
     KnowledgeRelevance,
     MissingKnowledge,
     PairwisePreference,
@@ -192,14 +192,11 @@ def build_examples(inp: JudgeInput, verdict: Verdict, history: list[Turn] | None
     return {component: rows for component, rows in out.items() if rows}
 
 
-def needed_knowledge(inp_annotation: Any, ranked: list[str]) -> set[str]:
-    """Knowledge ids whose texts the rows of this annotation need."""
-    if isinstance(inp_annotation, KnowledgeRelevance):
-        return {lab.knowledge_id for lab in inp_annotation.labels}
-    if isinstance(inp_annotation, MissingKnowledge):
-        return {it.knowledge_id for it in inp_annotation.items if it.knowledge_id}
+def needed_knowledge(annotation: Annotation, ranked: list[str]) -> set[str]:
+    """Knowledge ids whose texts the rows of this annotation need (the generator's prompt
+    shows the ranked ones)."""
+    if isinstance(annotation, KnowledgeRelevance):
+        return {lab.knowledge_id for lab in annotation.labels}
+    if isinstance(annotation, MissingKnowledge):
+        return {it.knowledge_id for it in annotation.items if it.knowledge_id}
     return set(ranked)
-
-
-def knowledge_subset(lookup: Mapping[str, str], ids: set[str]) -> dict[str, str]:
-    return {k: lookup[k] for k in ids if k in lookup}

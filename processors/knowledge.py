@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 
@@ -117,15 +116,6 @@ class KnowledgeView(Mapping[str, str]):
             self._texts.pop(event.knowledge_id, None)
         else:
             self._texts[event.knowledge_id] = self._redactor.text(event.text)
-
-    def wait_for(self, ids: set[str], timeout_s: float) -> bool:
-        """Test helper: wait until every id is known."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if ids <= self._texts.keys():
-                return True
-            time.sleep(0.05)
-        return False
 
     def __getitem__(self, key: str) -> str:
         return self._texts[key]

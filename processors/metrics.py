@@ -20,6 +20,7 @@ Names (alert rules are written against these):
 * ``aitl_duplicate_examples_total``: examples dropped as already sealed (replays, resends).
 * ``aitl_dlq_messages_total{topic,reason}``: reason ``decode``, ``validate``, ``orphan``.
 * ``aitl_processing_seconds``: histogram, handling one message (decode, join, judge).
+* ``aitl_message_age_seconds``: histogram, message timestamp -> handled (how far behind).
 * ``aitl_verdict_delay_seconds``: histogram, annotation received -> verdict (incl. waits).
 * ``aitl_pending_annotations``: annotations waiting for their suggestion or adoption.
 * ``aitl_consumer_lag{topic,partition}``: high watermark minus next offset to process.
@@ -73,6 +74,11 @@ PROCESSING = Histogram(
     "aitl_processing_seconds",
     "Handling one message",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5),
+)
+MESSAGE_AGE = Histogram(
+    "aitl_message_age_seconds",
+    "Message timestamp (producer or broker time) -> handled by the processor",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 VERDICT_DELAY = Histogram(
     "aitl_verdict_delay_seconds",

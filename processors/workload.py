@@ -38,10 +38,6 @@ class Workload:
     expected: dict[uuid.UUID, bool] = field(default_factory=dict)  # event id -> accept?
     late_context: set[str] = field(default_factory=set)  # request ids published out of order
 
-    @property
-    def n_expected_accepted(self) -> int:
-        return sum(self.expected.values())
-
 
 def _kid(i: int) -> str:
     return f"kb-{i:05d}"
