@@ -312,8 +312,9 @@ def test_a_restarted_worker_joins_with_contexts_from_the_table_changelogs(stack:
     # the contexts' offsets are committed: a new worker can only know them from the changelogs
     stack.publish(w.annotations)
     stack.start_worker(AITL_METRICS_PORT=str(port))
-    stack.wait(all_judged(stack, w), 120, "verdicts")
-    stack.wait(all_sealed(stack, w), 60, "shards")
+    # bounded but generous: the new member first waits out the old one's session
+    stack.wait(all_judged(stack, w), 300, "verdicts")
+    stack.wait(all_sealed(stack, w), 120, "shards")
     text = _metrics(port).decode()
     stack.stop()
     assert not stack.dead_letters(), "an annotation was orphaned: the tables were not recovered"
