@@ -12,13 +12,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO
-
-import httpx
 
 from aitl.kafka_local import LocalKafka, free_port
 from aitl.settings import KafkaSettings, Settings
@@ -127,22 +124,13 @@ class Stack:
 
     def wait_serving(self, timeout_s: float = 900) -> dict[str, object]:
         """Wait for the Ray Serve application's /healthz (the serve process must live)."""
+        from aitl.cli_serve import wait_healthy
+
         service = self.services["serve"]
-        deadline = time.monotonic() + timeout_s
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if not service.alive():
-                raise RuntimeError(f"serving exited:\n{service.tail()}")
-            try:
-                r = httpx.get(f"{self.serve_url}/healthz", timeout=10)
-                if r.status_code == 200:
-                    body: dict[str, object] = r.json()
-                    return body
-                last = f"{r.status_code} {r.text[:200]}"
-            except httpx.HTTPError as exc:
-                last = str(exc)
-            time.sleep(2)
-        raise TimeoutError(f"serving not healthy after {timeout_s:.0f}s: {last}")
+        try:
+            return dict(wait_healthy(self.serve_url, timeout_s, service.proc))
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}:\n{service.tail()}") from exc
 
     def check(self) -> None:
         """Raise if a service died."""
