@@ -55,6 +55,8 @@ class DemoConfig:
     max_new_tokens: int = 40
     swap_timeout_s: float = 300.0
     gate_margin: float | None = None  # None: the trainers' default; < 0 promotes any candidate
+    split_period_s: float = 30.0  # processors' temporal split period (eval = its last share)
+    eval_fraction: float = 0.1
     measure_replies: bool = True
 
 
@@ -120,7 +122,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
     replay, held_out = dataset.temporal_split(0.9)
     extra = {
         "AITL_PROCESSORS_SEAL_AGE_S": "5",
-        "AITL_PROCESSORS_SPLIT_PERIOD_S": "30",
+        "AITL_PROCESSORS_SPLIT_PERIOD_S": str(cfg.split_period_s),
+        "AITL_PROCESSORS_EVAL_FRACTION": str(cfg.eval_fraction),
         "AITL_PROCESSORS_ADOPTION_WAIT_S": "5",
         "AITL_METRICS_PORT": str(free_port()),
         "AITL_SERVE_MAX_NEW_TOKENS": str(cfg.max_new_tokens),
