@@ -12,6 +12,7 @@ consume -> produce passthrough of the same events, and end-to-end latency at 1,0
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,7 @@ def run(bootstrap: str) -> dict[str, Any]:
         worker.terminate()
         worker.wait(60)
         watch.close()
+    shutil.rmtree(tmp, ignore_errors=True)  # kept (with worker.log) when the run failed
     return {
         "judge_events_per_s": round(judge_rate, 1),
         "raw_passthrough_events_per_s": round(raw, 1),

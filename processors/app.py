@@ -12,6 +12,9 @@ messages only when they are done (see ``processors/offsets.py``).
   ="raw"`` (the engine decodes Avro itself; nothing is ever pickled).
 * A timer resolves deadlines, seals shards by age and acknowledges what is done; Faust
   commits the acknowledged offsets. On a revoke, everything open is sealed first.
+* Around a (re)assignment faust-streaming can drop fetched messages without handing them
+  over; a :class:`~processors.offsets.GapGuard` notices the missing offsets and the worker
+  seeks back to read them (see ``offsets.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from processors import metrics
 from processors.engine import Engine, Outputs, Record
 from processors.judge import CompositeJudge, Judge, LLMJudge, RuleJudge
 from processors.knowledge import KnowledgeView
-from processors.offsets import AckTracker
+from processors.offsets import AckTracker, GapGuard
 from processors.redact import Redactor
 from processors.sealer import ShardWriter
 from processors.settings import ProcessorSettings
@@ -202,6 +205,8 @@ class Processor:
         self.tracker = AckTracker()
         self.lock = asyncio.Lock()
         self.last_offset: dict[tuple[str, int], int] = {}
+        self.guard = GapGuard()
+        self._start_offsets: dict[tuple[str, int], int] = {}
         self.processed = 0
         self._last_status = time.monotonic()
         # concurrency=1: faust-streaming #606 loses messages with more
@@ -217,6 +222,8 @@ class Processor:
         async for event in stream.noack().events():
             msg = event.message
             try:
+                if not await self._in_order(msg):
+                    continue
                 async with self.lock:
                     ticket = self.tracker.track(msg.topic, msg.partition, msg.offset, event)
                     rec = Record(
@@ -239,6 +246,47 @@ class Processor:
                 await self.app.crash(exc)
                 raise
 
+    def _start_offset(self, tp: TP) -> int:
+        """Where this session starts reading a partition: its committed offset, or 0 for a
+        partition never committed (if retention removed offset 0, the guard's one re-read
+        lands on the earliest offset and the gap is then accepted)."""
+        committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)  # set on seek
+        return int(committed or 0)
+
+    async def _in_order(self, msg: Any) -> bool:
+        """False for messages to drop: re-deliveries, and messages past a gap while the
+        gap is re-read (the edge seeks back; they come again, in order)."""
+        tp, now = (msg.topic, msg.partition), time.monotonic()
+        if tp not in self.guard.expected:
+            self.guard.start(tp, self._start_offset(msg.tp), now)
+        verdict = self.guard.check(tp, msg.offset, now)
+        if verdict == "gap":
+            expected = self.guard.expected[tp]
+            log.warning("offsets %s..%s of %s/%s skipped by the consumer: re-reading",
+                        expected, msg.offset - 1, *tp)  # fmt: skip
+            await self.app.consumer.seek(msg.tp, expected)
+        return verdict == "ok"
+
+    async def _reread_skipped_tails(self) -> None:
+        if self.app.rebalancing:  # offsets are known once the worker seeked to them
+            return
+        consumer = self.app.consumer
+        now = time.monotonic()
+        for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if tp.topic not in self.source.topics:
+                continue
+            if key not in self.guard.expected:
+                self.guard.start(key, self._start_offset(tp), now)
+            offset = self.guard.stalled(key, consumer.highwater(tp) or 0, now, idle_s=10.0)
+            if offset is None:
+                continue
+            position = await consumer.position(tp)  # fetched past it, yet never handed over?
+            if position is not None and position > offset:
+                log.warning("the tail of %s/%s from %s was skipped: re-reading", *key, offset)
+                self.guard.rereading_tail(key, offset)
+                await consumer.seek(tp, offset)
+
     async def _tick(self) -> None:
         try:
             view = self.knowledge_view
@@ -248,6 +296,7 @@ class Processor:
                 await self._emit(await self.engine.on_tick())
                 await self._checkpoint()
             self._lag()
+            await self._reread_skipped_tails()
             now = time.monotonic()
             if now - self._last_status >= self.ps.status_interval_s:
                 self._last_status = now
@@ -265,6 +314,7 @@ class Processor:
             await self.app.consumer.commit()
             lost = {(tp.topic, tp.partition) for tp in revoked}
             dropped = self.tracker.drop(lost) + self.engine.drop_partitions(lost)
+            self.guard.forget(lost)
             if dropped:
                 log.info(
                     "revoked %d partitions; %d messages left to their next owner",

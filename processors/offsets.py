@@ -92,3 +92,65 @@ class AckTracker:
     def next_offsets(self) -> dict[TP, int]:
         """The oldest unacknowledged offset per partition (for lag and diagnostics)."""
         return {tp: q[0].offset for tp, q in self._queues.items() if q}
+
+
+class GapGuard:
+    """Notices offsets the consumer skipped, so the edge can seek back and read them.
+
+    faust-streaming drops (without acknowledging) messages fetched just before or during
+    a rebalance: it compares each message's generation and the flow control state. Nothing
+    is lost in Kafka, but those offsets would never be processed in this session. The
+    guard tracks the next offset expected per partition. A later offset is a gap: the
+    edge seeks back, and later offsets are dropped until the expected one arrives (or,
+    after ``reread_s``, the gap is accepted as real: transaction markers leave gaps). An
+    earlier offset is a re-delivery and is dropped. A partition whose high watermark stays
+    above the expected offset while nothing arrives has had its tail skipped.
+    """
+
+    def __init__(self, reread_s: float = 10.0) -> None:
+        self.reread_s = reread_s
+        self.expected: dict[TP, int] = {}
+        self._last_seen: dict[TP, float] = {}
+        self._rereading: dict[TP, tuple[int, float]] = {}  # tp -> (offset, deadline)
+        self._tail_reread: dict[TP, int] = {}
+
+    def start(self, tp: TP, offset: int, now: float) -> None:
+        self.expected.setdefault(tp, offset)
+        self._last_seen.setdefault(tp, now)
+
+    def check(self, tp: TP, offset: int, now: float) -> str:
+        """``ok`` (process it), ``drop`` (a re-delivery, or past a gap being re-read) or
+        ``gap`` (drop it and seek back to ``expected[tp]``)."""
+        expected = self.expected.get(tp)
+        if expected is not None and offset < expected:
+            return "drop"
+        if expected is not None and offset > expected:
+            rereading = self._rereading.get(tp)
+            if rereading is None or rereading[0] != expected:
+                self._rereading[tp] = (expected, now + self.reread_s)
+                return "gap"
+            if now < rereading[1]:
+                return "drop"
+        self._rereading.pop(tp, None)
+        self.expected[tp] = offset + 1
+        self._last_seen[tp] = now
+        return "ok"
+
+    def stalled(self, tp: TP, highwater: int, now: float, idle_s: float) -> int | None:
+        """The offset to re-read from if this partition's tail may have been skipped (the
+        edge confirms with the consumer's position, then calls ``rereading_tail``)."""
+        expected = self.expected.get(tp)
+        if expected is None or highwater <= expected or self._tail_reread.get(tp) == expected:
+            return None
+        if now - self._last_seen.get(tp, now) < idle_s:
+            return None
+        return expected
+
+    def rereading_tail(self, tp: TP, offset: int) -> None:
+        """Seeking back to ``offset``: do not do it twice for the same offset."""
+        self._tail_reread[tp] = offset
+
+    def forget(self, tps: Iterable[TP]) -> None:
+        for tp in tps:
+            for state in (self.expected, self._last_seen, self._rereading, self._tail_reread):
+                state.pop(tp, None)

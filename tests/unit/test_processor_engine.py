@@ -335,3 +335,22 @@ async def test_a_message_that_cannot_be_processed_is_dead_lettered(h: Harness) -
     letter = DeadLetter.from_message(dead.key, dead.value, dead.headers)
     assert letter.stage == "process" and "judge bug" in letter.error
     assert [v.annotation_type for v, _ in out.verdicts] == [ev.AnnotationType.ADOPTION]
+
+
+def test_the_gap_guard_rereads_what_the_consumer_skipped() -> None:
+    from processors.offsets import GapGuard
+
+    g, tp = GapGuard(reread_s=5.0), ("t", 0)
+    g.start(tp, 10, now=0.0)
+    assert g.check(tp, 13, now=1.0) == "gap"  # 10..12 never arrived: seek back to 10
+    assert g.check(tp, 14, now=1.1) == "drop"  # already queued: it comes again after 10..13
+    assert [g.check(tp, o, now=1.2) for o in (10, 11, 12, 13, 14)] == ["ok"] * 5
+    assert g.check(tp, 12, now=1.3) == "drop"  # a re-delivery
+    assert g.check(tp, 17, now=2.0) == "gap"  # 15, 16 missing
+    assert g.check(tp, 17, now=8.0) == "ok"  # not re-read in 5 s: a real gap (markers)
+    assert g.expected[tp] == 18
+    assert g.stalled(tp, highwater=18, now=30.0, idle_s=3.0) is None  # caught up
+    assert g.stalled(tp, highwater=20, now=9.0, idle_s=3.0) is None  # not idle long enough
+    assert g.stalled(tp, highwater=20, now=30.0, idle_s=3.0) == 18  # the tail was skipped
+    g.rereading_tail(tp, 18)
+    assert g.stalled(tp, highwater=20, now=40.0, idle_s=3.0) is None  # only once
