@@ -9,30 +9,30 @@ short list is not rewarded). Means are over cases; a case without gold is an err
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 Ranking = tuple[Sequence[str], Sequence[str]]  # (ranked ids, gold ids)
 
 
-def _gold(gold: Sequence[str]) -> set[str]:
+def _gold(gold: Collection[str]) -> set[str]:
     if not gold:
         raise ValueError("a case needs at least one gold id")
     return set(gold)
 
 
-def recall_at_k(ranked: Sequence[str], gold: Sequence[str], k: int) -> float:
+def recall_at_k(ranked: Sequence[str], gold: Collection[str], k: int) -> float:
     """Share of the gold ids that appear in the first ``k`` ranked ids."""
     g = _gold(gold)
     return len(g.intersection(ranked[:k])) / len(g)
 
 
-def precision_at_k(ranked: Sequence[str], gold: Sequence[str], k: int) -> float:
+def precision_at_k(ranked: Sequence[str], gold: Collection[str], k: int) -> float:
     """Share of the ``k`` first ranked ids that are gold (``k`` is the denominator)."""
     g = _gold(gold)
     return len(g.intersection(ranked[:k])) / k
 
 
-def reciprocal_rank(ranked: Sequence[str], gold: Sequence[str]) -> float:
+def reciprocal_rank(ranked: Sequence[str], gold: Collection[str]) -> float:
     """1 / rank of the first gold id, 0 when none was retrieved."""
     g = _gold(gold)
     for position, knowledge_id in enumerate(ranked, start=1):
@@ -41,7 +41,7 @@ def reciprocal_rank(ranked: Sequence[str], gold: Sequence[str]) -> float:
     return 0.0
 
 
-def ndcg_at_k(ranked: Sequence[str], gold: Sequence[str], k: int) -> float:
+def ndcg_at_k(ranked: Sequence[str], gold: Collection[str], k: int) -> float:
     """Binary-relevance nDCG@k."""
     g = _gold(gold)
     dcg = sum(1.0 / math.log2(i + 2) for i, kid in enumerate(ranked[:k]) if kid in g)

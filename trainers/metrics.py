@@ -1,5 +1,8 @@
 """Pure ranking and preference metrics (no models, no I/O), shared by every evaluation.
 
+Recall@k, Precision@k and reciprocal rank are serving.evaluate's; this module adds the
+graded nDCG and the per-query aggregates the trainers report.
+
 Conventions: a *ranking* is a list of knowledge ids, best first; *gold* is the set of ids
 the agents marked relevant for the query; *gains* map ids to graded relevance labels
 (RELEVANT 1.0, PARTIAL 0.5, IRRELEVANT 0.0; unlabelled ids count as 0).
@@ -10,28 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-
-def recall_at_k(ranking: Sequence[str], gold: Collection[str], k: int) -> float:
-    """Share of the gold ids found in the top ``k`` (0 when there is no gold)."""
-    if not gold:
-        return 0.0
-    return len(set(ranking[:k]) & set(gold)) / len(set(gold))
-
-
-def precision_at_k(ranking: Sequence[str], gold: Collection[str], k: int) -> float:
-    """Share of the top ``k`` slots holding a gold id (the denominator is always ``k``)."""
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    return len(set(ranking[:k]) & set(gold)) / k
-
-
-def reciprocal_rank(ranking: Sequence[str], gold: Collection[str]) -> float:
-    """1 / rank of the first gold id (0 when none is ranked)."""
-    wanted = set(gold)
-    for i, item in enumerate(ranking, 1):
-        if item in wanted:
-            return 1.0 / i
-    return 0.0
+# one definition of each retrieval metric, shared with serving and the benchmark
+from serving.evaluate import precision_at_k as precision_at_k
+from serving.evaluate import recall_at_k as recall_at_k
+from serving.evaluate import reciprocal_rank as reciprocal_rank
 
 
 def dcg_at_k(gains: Sequence[float], k: int) -> float:
