@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -136,7 +136,8 @@ def events_tail(
     group = f"aitl-tail-{uuid.uuid4().hex[:8]}"
     offset = "earliest" if from_beginning else "latest"
     seen = 0
-    with EventConsumer(settings.kafka, group, [name], **{"auto.offset.reset": offset}) as consumer:
+    overrides: dict[str, Any] = {"auto.offset.reset": offset}
+    with EventConsumer(settings.kafka, group, [name], **overrides) as consumer:
         idle = 0
         while limit == 0 or seen < limit:
             batch = consumer.poll(100, 1.0)
@@ -251,7 +252,11 @@ def simulate_cmd(
     chosen = data.cases[:cases]
     with Publisher(settings.kafka, producer_name="aitl-simulator") as pub:
         progress = iter(track(range(len(chosen)), description="simulating"))
-        stats = simulate(chosen, suggester, crew, pub, on_case=lambda n: next(progress, None))
+
+        def advance(_: int) -> None:
+            next(progress, None)
+
+        stats = simulate(chosen, suggester, crew, pub, on_case=advance)
     console.print(f"{stats.cases} cases, {stats.annotations} annotations, {stats.by_profile}")
 
 
@@ -294,4 +299,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

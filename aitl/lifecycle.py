@@ -83,9 +83,10 @@ def fold(events: Iterable[ModelLifecycle]) -> RegistryState:
         if e.action is LifecycleAction.PROMOTED:
             state.serving[e.component] = e.version
             hist.append(e.version)
-        elif e.action is LifecycleAction.ROLLED_BACK and state.serving.get(
-            e.component, e.version
-        ) == e.version:
+        elif (
+            e.action is LifecycleAction.ROLLED_BACK
+            and state.serving.get(e.component, e.version) == e.version
+        ):
             if e.previous_version:
                 state.serving[e.component] = e.previous_version
                 hist.append(e.previous_version)

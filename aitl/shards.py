@@ -101,11 +101,15 @@ class ShardStore:
             raise ValueError(f"unknown shard {component}/{split}")
         return f"{self.base}/{component}/{split}"
 
+    def data_path(self, manifest: Manifest) -> str:
+        """Where a shard's Parquet file goes (known before it is written)."""
+        return f"{self._dir(manifest.component, manifest.split)}/{manifest.shard_id}.parquet"
+
     def write(self, manifest: Manifest, rows: list[dict[str, Any]]) -> Manifest:
         """Write the Parquet file, then the manifest (the seal). Idempotent per shard id."""
         d = self._dir(manifest.component, manifest.split)
         self.fs.makedirs(d, exist_ok=True)
-        data_path = f"{d}/{manifest.shard_id}.parquet"
+        data_path = self.data_path(manifest)
         tmp_path = data_path + ".tmp"
         table = pa.Table.from_pylist(rows, schema=ROW_SCHEMAS[manifest.component])
         with self.fs.open(tmp_path, "wb") as fh:

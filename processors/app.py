@@ -34,11 +34,11 @@ from aitl.settings import Settings
 from aitl.shards import ShardStore
 from processors import metrics
 from processors.engine import Engine, Outputs, Record
-from processors.judge import CompositeJudge, Judge, LLMJudge, RuleJudge
+from processors.judge import CompositeJudge, IntegrityJudge, Judge, LLMJudge, RuleJudge
 from processors.knowledge import KnowledgeView
 from processors.offsets import AckTracker, GapGuard
 from processors.redact import Redactor
-from processors.sealer import ShardWriter
+from processors.sealer import SealedShard, ShardWriter
 from processors.settings import ProcessorSettings
 from processors.split import SplitRule
 from streams.catalog import Topics
@@ -98,9 +98,12 @@ class TrackedTable(faust.Table):
 
 
 def make_judge(settings: Settings, ps: ProcessorSettings) -> Judge:
-    """The configured judge; ``llm``/``composite`` need ``AITL_LLM_JUDGE_URL``."""
+    """The configured judge; ``llm``/``composite`` need ``AITL_LLM_JUDGE_URL``; ``none`` only
+    checks integrity (the ablation)."""
     if ps.judge == "rule":
         return RuleJudge()
+    if ps.judge == "none":
+        return IntegrityJudge()
     if not settings.llm_judge_url:
         raise ValueError(f"judge={ps.judge} needs AITL_LLM_JUDGE_URL")
     key = settings.llm_judge_api_key
@@ -184,7 +187,11 @@ class Processor:
             TrackedTable(self.app, name="cases", partitions=parts, **RAW_TABLE)
         )
         self.writer = ShardWriter(
-            ShardStore(settings.shard_store), self.judge.version, ps.seal_rows, ps.seal_age_s
+            ShardStore(settings.shard_store),
+            self.judge.version,
+            ps.seal_rows,
+            ps.seal_age_s,
+            defer_writes=True,  # Parquet is written in a thread, off the stream's path
         )
         self.engine = Engine(
             judge=self.judge,
@@ -348,12 +355,24 @@ class Processor:
             sent = await dlq.send(key=dead.key, value=dead.value, headers=dead.headers)
             dead.ticket.futures.append(sent)
         for shard in out.sealed:
-            value = self.serde.encode(shard.event, sealed.get_topic_name())
-            fut = await sealed.send(key=shard.event.key().encode(), value=value)
+            # the shard's messages wait for this task: written, announced, delivered
+            task = asyncio.ensure_future(self._write_and_announce(shard, sealed))
             for ticket in shard.tickets:
-                ticket.futures.append(fut)
+                ticket.futures.append(task)
                 ticket.release()
-            log.info("sealed %s (%d rows)", shard.manifest.shard_id, shard.manifest.rows)
+
+    async def _write_and_announce(self, shard: SealedShard, topic: Any) -> None:
+        """Write a sealed shard in a thread, then publish its shard-sealed event."""
+        started = time.perf_counter()
+        await asyncio.to_thread(shard.write)
+        value = self.serde.encode(shard.event, topic.get_topic_name())
+        await (await topic.send(key=shard.event.key().encode(), value=value))
+        log.info(
+            "sealed %s (%d rows, written in %.2fs)",
+            shard.manifest.shard_id,
+            shard.manifest.rows,
+            time.perf_counter() - started,
+        )
 
     async def _settle(self, timeout_s: float = 30.0) -> None:
         """Flush the producer, wait for every delivery, acknowledge what is done."""

@@ -4,6 +4,12 @@ example id against everything already sealed in the store.
 On start (and whenever partitions are assigned) the writer reads the ``example_id`` column
 of every sealed shard it has not read yet, so a replay after a crash, or a partition that
 moved from another worker, never seals an example twice.
+
+Sealing has two halves: :meth:`ShardWriter.seal` decides (takes the rows out of the open
+shard, names the shard, marks its example ids sealed) and is cheap; :meth:`SealedShard.write`
+writes Parquet and then the manifest, which costs a few hundred milliseconds for a large
+shard. With ``defer_writes`` the worker runs the second half in a thread while the stream
+goes on; the shard's messages are acknowledged only once it is written and announced.
 """
 
 from __future__ import annotations
@@ -48,11 +54,28 @@ class OpenShard:
 
 @dataclass
 class SealedShard:
-    """A shard now in the store: the event to announce it, the tickets it held."""
+    """A sealed shard: the event to announce it, the tickets it held, and (until
+    :meth:`write` ran) the rows still to write."""
 
     manifest: Manifest
     event: ShardSealed
     tickets: list[Ticket]
+    store: ShardStore
+    rows: list[dict[str, Any]] | None = None
+
+    @property
+    def written(self) -> bool:
+        return self.rows is None
+
+    def write(self) -> None:
+        """Parquet, then the manifest (the seal); blocking I/O, safe in a thread."""
+        if self.rows is None:
+            return
+        self.manifest = self.store.write(self.manifest, self.rows)
+        self.rows = None
+        component, split = self.manifest.component, self.manifest.split
+        metrics.SHARD_ROWS.labels(component, split).inc(self.manifest.rows)
+        metrics.SHARDS_SEALED.labels(component, split).inc()
 
 
 class ShardWriter:
@@ -65,8 +88,10 @@ class ShardWriter:
         seal_rows: int = 5000,
         seal_age_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        defer_writes: bool = False,
     ) -> None:
         self.store = store
+        self.defer_writes = defer_writes
         self.judge_version = judge_version
         self.seal_rows = seal_rows
         self.seal_age_s = seal_age_s
@@ -126,7 +151,7 @@ class ShardWriter:
         ]
 
     def seal(self, key: Key) -> SealedShard:
-        """Write the shard (Parquet, then the manifest: the seal) and forget it."""
+        """Take the open shard out and name it; write it now unless writes are deferred."""
         shard = self.open.pop(key)
         component, split = key
         times = [r["event_time"] for r in shard.rows]
@@ -148,12 +173,10 @@ class ShardWriter:
             example_ids_sha256=hashlib.sha256("\n".join(ids).encode()).hexdigest(),
             created_at=now.isoformat(),
         )
-        manifest = self.store.write(manifest, shard.rows)
+        manifest.parquet = self.store.data_path(manifest)
         self._read_manifests.add(shard_id)
         self.sealed_ids.update(ids)
         self._open_ids.difference_update(ids)
-        metrics.SHARD_ROWS.labels(component, split).inc(manifest.rows)
-        metrics.SHARDS_SEALED.labels(component, split).inc()
         metrics.SHARD_OPEN_ROWS.labels(component, split).set(0)
         uri = self.store.fs.unstrip_protocol(manifest.parquet)
         event = ShardSealed(
@@ -168,7 +191,10 @@ class ShardWriter:
             judge_version=self.judge_version,
             source_offsets=[OffsetRange(**o) for o in manifest.source_offsets],
         )
-        return SealedShard(manifest, event, shard.tickets)
+        sealed = SealedShard(manifest, event, shard.tickets, self.store, shard.rows)
+        if not self.defer_writes:
+            sealed.write()
+        return sealed
 
     def seal_full(self) -> list[SealedShard]:
         """Seal the open shards that reached ``seal_rows``."""

@@ -36,7 +36,7 @@ class ProcessorSettings(BaseSettings):
         default=7 * 24 * 3600.0, description="bundles untouched this long are dropped from tables"
     )
     # -- judging --------------------------------------------------------------------
-    judge: Literal["rule", "llm", "composite"] = "rule"
+    judge: Literal["rule", "llm", "composite", "none"] = "rule"
     llm_timeout_s: float = 10.0
     llm_retries: int = Field(default=2, ge=0, description="retries after the first attempt")
     llm_cooldown_s: float = Field(

@@ -364,7 +364,7 @@ def _ranker(
     stage(f"evaluating on {len(queries)} eval queries (pools of {cfg.pool_size})")
     kb_map = dict(candidates)
     cand = rk.evaluate_ranker(
-        rk.load_scorer(out, kind=rk.KIND), queries, kb_map, cfg.k, cfg.relevant_at
+        rk.load_scorer(out, kind=arch), queries, kb_map, cfg.k, cfg.relevant_at
     )
     # the stock ranker is serving's "none": the serving retriever's cosine order
     base_scorer = (

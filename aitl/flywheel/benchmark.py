@@ -45,6 +45,7 @@ from streams import events as ev
 from streams.admin import ensure_topics
 from streams.producer import Publisher
 
+STEP_S = 2  # simulated seconds between two cases
 REALISTIC: dict[Profile, float] = {
     "careful": 0.7,
     "fatigued": 0.1,
@@ -145,11 +146,14 @@ def _oracle_shards(
     """Gold labels of the replayed cases written as sealed shards (90/10 in order)."""
     cut = int(len(cases) * 0.9)
     for split, lo, hi in (("train", 0, cut), ("eval", cut, len(cases))):
-        retr, rank = [], []
+        retr: list[dict[str, Any]] = []
+        rank: list[dict[str, Any]] = []
+        times: list[datetime] = []
         for i in range(lo, hi):
             case, s = cases[i], suggestions[i]
             when = start + timedelta(seconds=i)
-            common = {
+            times.append(when)
+            common: dict[str, Any] = {
                 "source_event_ids": [],
                 "case_id": case.case_id,
                 "request_id": s.request_id,
@@ -180,7 +184,6 @@ def _oracle_shards(
                     }
                 )
         for component, rows in (("retriever", retr), ("ranker", rank)):
-            times = [r["event_time"] for r in rows]
             store.write(
                 Manifest(
                     shard_id=f"oracle-{component}-{split}",
@@ -220,6 +223,12 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
         served = stock.suggest_many(replay)
         before = measure(stock.suggest_many(held_out), held_out)
     report.show({"before": before}, f"stock models on {dataset.name}", console)
+
+    # a simulated shift: case i happens STEP_S after case i-1, and the replay is exactly one
+    # split period, so the processors' eval slice is the last 10% of the replayed cases
+    period_s = len(replay) * STEP_S
+    base = datetime.fromtimestamp((time.time() // period_s - 1) * period_s, UTC)
+    clock = lambda i: base + timedelta(seconds=i * STEP_S)  # noqa: E731
 
     variants = [Variant("after", REALISTIC, "rule", cfg.main_components)]
     if cfg.ablations:
@@ -263,7 +272,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
                 "AITL_CHECKPOINT_STORE": str(vdir / "checkpoints"),
                 "AITL_PROCESSORS_JUDGE": variant.judge,
                 "AITL_PROCESSORS_SEAL_AGE_S": "5",
-                "AITL_PROCESSORS_SPLIT_PERIOD_S": "20",
+                "AITL_PROCESSORS_SPLIT_PERIOD_S": str(period_s),
                 "AITL_PROCESSORS_ADOPTION_WAIT_S": "5",
                 "AITL_PROCESSORS_APP_NAME": f"processors-{variant.name}",
                 "AITL_METRICS_PORT": "0",
@@ -284,7 +293,13 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
                 Publisher(settings.kafka, producer_name="aitl-simulator") as pub,
             ):
                 stats = simulate(
-                    replay, stock, agents, pub, suggestions=served, publish_suggestions=True
+                    replay,
+                    stock,
+                    agents,
+                    pub,
+                    suggestions=served,
+                    publish_suggestions=True,
+                    clock=clock,
                 )
             from aitl.flywheel.demo import wait_for_shards
 
@@ -306,7 +321,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
                     registry=registry,
                     config=config,
                     kb=kb,
-                    on_stage=lambda m, n=variant.name: console.print(f"  [{n}] {m}"),
+                    on_stage=lambda m, n=variant.name: console.print(f"  [{n}] {m}"),  # type: ignore[misc]
                 )
                 cycles[variant.name][component.value.lower()] = result.summary()
             results[variant.name] = evaluate(settings, registry)

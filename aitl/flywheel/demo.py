@@ -71,10 +71,15 @@ def _progress(console: Console) -> Progress:
 
 
 def wait_for_shards(
-    stack: Stack, expected_min: int, settle_s: float, timeout_s: float
+    stack: Stack,
+    expected_min: int,
+    settle_s: float,
+    timeout_s: float,
+    store_root: str | None = None,
 ) -> dict[str, int]:
-    """Wait until sealed train rows stop growing (processors seal by age)."""
-    store = ShardStore(str(stack.workdir / "shards"))
+    """Wait until sealed rows stop growing (processors seal by age); ``store_root``
+    defaults to the stack's shard store."""
+    store = ShardStore(store_root or str(stack.workdir / "shards"))
     deadline = time.monotonic() + timeout_s
     last: dict[str, int] = {}
     stable_since = time.monotonic()

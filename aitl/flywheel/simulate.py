@@ -35,10 +35,11 @@ class Suggestion:
     candidates: list[ev.Candidate]
     versions: dict[str, str] = field(default_factory=dict)
 
-    def as_event(self, query: str = "") -> ev.SuggestionServed:
+    def as_event(self, query: str = "", at: datetime | None = None) -> ev.SuggestionServed:
         """The served suggestion as the agent's annotation app would hold it."""
         n = len(self.retrieved)
         return ev.SuggestionServed(
+            envelope=ev.Envelope(event_time=at or datetime.now(UTC), producer="aitl-simulator"),
             request_id=self.request_id,
             case_id=self.case_id,
             query=query,
@@ -90,9 +91,10 @@ class HttpSuggester:
         self.client.close()
 
 
-def interaction(case: Case) -> ev.CustomerInteraction:
+def interaction(case: Case, at: datetime | None = None) -> ev.CustomerInteraction:
     *earlier, last = case.history or [("U", case.query)]
     return ev.CustomerInteraction(
+        envelope=ev.Envelope(event_time=at or datetime.now(UTC), producer="aitl-simulator"),
         case_id=case.case_id,
         channel=ev.Channel.CHAT,
         customer_message=last[1],
@@ -118,33 +120,37 @@ def simulate(
     on_case: Callable[[int], None] | None = None,
     suggestions: Iterable[Suggestion] | None = None,
     publish_suggestions: bool = False,
+    clock: Callable[[int], datetime] | None = None,
 ) -> SimulationStats:
     """Replay ``cases`` in order; ``suggestions`` (one per case) skips asking the assistant.
 
     Suggestions are fetched ``concurrency`` at a time; annotations are published in
     case order, each by the agent the case is routed to (round robin). With
     ``publish_suggestions`` the simulator publishes ``SuggestionServed`` itself (for
-    suggestions computed in-process; the Ray application publishes its own)."""
+    suggestions computed in-process; the Ray application publishes its own). ``clock``
+    gives case ``i`` its event time (a simulated shift) instead of the wall clock: the
+    processors' temporal split then follows the cases' order exactly."""
     stats = SimulationStats()
     agent_cycle = itertools.cycle(agents)
     given = list(suggestions) if suggestions is not None else None
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for start in range(0, len(cases), concurrency):
             chunk = cases[start : start + concurrency]
-            for case in chunk:
-                publisher.publish(interaction(case))
+            times = [clock(start + i) if clock else None for i in range(len(chunk))]
+            for case, at in zip(chunk, times, strict=True):
+                publisher.publish(interaction(case, at))
             served = (
                 given[start : start + len(chunk)]
                 if given is not None
                 else list(pool.map(suggester.suggest, chunk))
             )
-            for case, suggestion in zip(chunk, served, strict=True):
+            for case, suggestion, at in zip(chunk, served, times, strict=True):
                 agent = next(agent_cycle)
                 truth = CaseTruth(case.case_id, tuple(case.gold_ids), case.reference)
-                served_event = suggestion.as_event(case.query)
+                served_event = suggestion.as_event(case.query, at)
                 if publish_suggestions:
                     publisher.publish(served_event)
-                events = agent.annotate(truth, served_event, datetime.now(UTC))
+                events = agent.annotate(truth, served_event, at or datetime.now(UTC))
                 publisher.publish_many(events)
                 stats.annotations += len(events)
                 stats.by_profile[agent.profile] = stats.by_profile.get(agent.profile, 0) + 1

@@ -226,3 +226,31 @@ class RuleJudge:
 
     async def judge_many(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
         return [self.evaluate(inp) for inp in inputs]
+
+
+INTEGRITY_RULES: tuple[Rule, ...] = (rule_required_fields, rule_known_suggestion)
+
+
+@dataclass
+class IntegrityJudge:
+    """No Virtual Judge (the paper's ablation, ``AITL_PROCESSORS_JUDGE=none``).
+
+    Only checks that an annotation can become an example at all (fields present, it
+    refers to its own suggestion's candidates and knowledge); everything else, careless
+    or tired, is accepted at full weight.
+    """
+
+    config: RuleConfig = field(default_factory=RuleConfig)
+    name: str = "none"
+    version: str = "integrity-1"
+    remote: bool = False
+
+    def evaluate(self, inp: JudgeInput) -> Verdict:
+        out = RuleOutcome()
+        for rule in INTEGRITY_RULES:
+            rule(inp, self.config, out)
+        out.reasons.extend(inp.notes)
+        return decide(self.name, self.version, out.reasons, 1.0, out.scores)
+
+    async def judge_many(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
+        return [self.evaluate(inp) for inp in inputs]

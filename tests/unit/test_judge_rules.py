@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from processors.judge import JudgeInput, RuleJudge
+from processors.judge import IntegrityJudge, JudgeInput, RuleJudge
 from processors.judge.base import reason_code
 from processors.judge.fatigue import FatigueTracker
 from processors.judge.rules import DEFERRED_WEIGHT, is_boilerplate
@@ -216,3 +216,18 @@ def test_a_sudden_volume_drop_lowers_the_weight() -> None:
     signal = tracker.observe("a", S["relevance"], late_in_hour)
     assert signal.volume_drop and signal.weight == pytest.approx(0.7)
     assert "fatigue_volume_drop" in signal.reasons
+
+
+# -- no judge (the ablation) -----------------------------------------------------------
+def test_integrity_judge_accepts_what_the_rule_judge_rejects_on_quality() -> None:
+    sent_b = adoption(decision="AS_IS", candidate_id="B", final_text="Late fee [kb-2].")
+    inp = JudgeInput(S["preference"], SUGG, "agent-x", adoption=sent_b, knowledge=KB)
+    assert not RuleJudge().evaluate(inp).accepted
+    v = IntegrityJudge().evaluate(inp)
+    assert v.accepted and v.weight == 1.0 and v.judge_name == "none"
+
+
+def test_integrity_judge_still_rejects_what_cannot_become_an_example() -> None:
+    other = ann("adoption", case_id="case-elsewhere")
+    v = IntegrityJudge().evaluate(JudgeInput(other, SUGG, "agent-x", knowledge=KB))
+    assert not v.accepted and "case_mismatch" in codes(v)

@@ -354,3 +354,23 @@ def test_the_gap_guard_rereads_what_the_consumer_skipped() -> None:
     assert g.stalled(tp, highwater=20, now=30.0, idle_s=3.0) == 18  # the tail was skipped
     g.rereading_tail(tp, 18)
     assert g.stalled(tp, highwater=20, now=40.0, idle_s=3.0) is None  # only once
+
+
+async def test_a_deferred_seal_is_decided_at_once_and_written_later(h: Harness) -> None:
+    h.writer.defer_writes = True
+    events = [S["suggestion"], S["adoption"], S["relevance"], S["missing-knowledge"]]
+    await h.feed(*events)
+    sealed = h.engine.seal_all().sealed
+    assert sealed and not any(s.written for s in sealed)
+    assert not h.store.manifests("ranker"), "nothing is in the store before the write"
+    again = await h.feed(*events)  # re-delivered while the write is pending: no new rows
+    assert not h.writer.open and not again.sealed
+    for shard in sealed:
+        shard.write()
+        shard.write()  # idempotent
+    assert all(s.written for s in sealed)
+    rows = {c: len(h.rows(c)) for c in ("retriever", "ranker", "generator")}
+    assert all(rows.values())
+    assert {m.shard_id for c in rows for m in h.store.manifests(c)} == {
+        s.manifest.shard_id for s in sealed
+    }

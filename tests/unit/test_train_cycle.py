@@ -11,6 +11,7 @@ from aitl.lifecycle import read_model_card
 from aitl.settings import Settings
 from aitl.shards import ShardStore
 from streams.events import Component, LifecycleAction
+from trainers import ranker as rk
 from trainers.config import CycleConfig, GateConfig, GeneratorConfig, RankerConfig, RetrieverConfig
 from trainers.cycle import run_cycle
 from trainers.registry import CheckpointStore, MemoryLifecycleLog, Registry
@@ -93,12 +94,20 @@ def test_retriever_cycle_promotes_then_gate_refuses_then_rollback(
     assert R not in registry.state().serving  # back to stock
 
 
-def test_embedding_ranker_cycle_beats_stock(settings: Settings) -> None:
+def test_embedding_ranker_cycle_beats_stock(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_synthetic_shards(ShardStore(settings.shard_store), "ranker", 64, 16)
     registry = Registry(MemoryLifecycleLog())
+    loaded: list[str | None] = []
+    real = rk.load_scorer
+    monkeypatch.setattr(
+        rk, "load_scorer", lambda p, kind=None: loaded.append(kind) or real(p, kind=kind)
+    )
     result = run_cycle(
         "ranker", settings=settings, registry=registry, config=_config(), kb=synthetic_kb()
     )
+    assert loaded == ["embedding"], "the candidate is scored as what it is"
     assert result.metrics["ndcg_at_8"] > result.baseline["ndcg_at_8"]
     assert result.action is LifecycleAction.PROMOTED
     assert read_model_card(result.artifact_uri)["kind"] == "embedding"
