@@ -27,16 +27,19 @@ class Service:
     proc: subprocess.Popen[bytes]
     log_path: Path
     log: IO[bytes]
+    stopped: bool = False  # stopped on purpose (not a crash)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def tail(self, lines: int = 30) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
     def stop(self, timeout_s: float = 60) -> None:
+        self.stopped = True
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -44,7 +47,8 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
 
 
 @dataclass
@@ -133,9 +137,9 @@ class Stack:
             raise RuntimeError(f"{exc}:\n{service.tail()}") from exc
 
     def check(self) -> None:
-        """Raise if a service died."""
+        """Raise if a service died (services stopped on purpose are not checked)."""
         for service in self.services.values():
-            if not service.alive():
+            if not service.stopped and not service.alive():
                 raise RuntimeError(
                     f"{service.name} exited ({service.proc.returncode}):\n{service.tail()}"
                 )
