@@ -217,7 +217,7 @@ async def test_local_model_answers_are_parsed_like_the_endpoints(
 
 
 async def test_a_local_model_that_cannot_load_falls_back_and_opens_the_circuit() -> None:
-    judge = LLMJudge(base_url="local", model="/nonexistent/model", timeout_s=5, cooldown_s=60)
+    judge = LLMJudge(base_url="local", model="/nonexistent/model", timeout_s=120, cooldown_s=60)
     (v,) = await judge.judge_many([inp()])
     assert v.judge_name == "rule" and "llm_fallback:unavailable" in v.reasons
     (again,) = await judge.judge_many([inp()])
