@@ -58,7 +58,7 @@ bench: setup
 
 ## bench-quality: the flywheel on the DSTC11 hotel data (../shared/data/dstc11-hotel)
 bench-quality: setup
-	$(BIN)/python -m aitl benchmark --dataset ../shared/data/dstc11-hotel --out bench/results/quality.json
+	$(BIN)/python -m aitl benchmark --dataset ../shared/data/dstc11-hotel --out bench/results/quality.json --readme README.md
 
 clean:
 	-$(BIN)/python -m aitl kafka stop

@@ -269,6 +269,7 @@ def benchmark(
     ablations: bool = typer.Option(True, help="run the judge and missing-knowledge ablations"),
     epochs: float = typer.Option(1.0, help="training epochs per cycle"),
     workdir: Path = typer.Option(Path(".aitl/benchmark"), help="where shards and models go"),
+    readme: Path | None = typer.Option(None, help="rewrite this README's results section"),
 ) -> None:
     """The flywheel on a DSTC-format dataset: before / after / oracle and the ablations."""
     import shutil
@@ -290,7 +291,14 @@ def benchmark(
         ablations=ablations,
         epochs=epochs,
     )
-    run_benchmark(cfg, console)
+    doc = run_benchmark(cfg, console)
+    if readme is not None:
+        from aitl.flywheel.report import update_readme
+
+        if update_readme(readme, doc):
+            console.print(f"updated the results section of {readme}")
+        else:
+            console.print(f"[yellow]{readme} has no results markers; left as it is[/yellow]")
 
 
 def main() -> None:

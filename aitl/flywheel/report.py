@@ -85,3 +85,73 @@ def show(
     rows: Mapping[str, Mapping[str, float]], title: str, console: Console | None = None
 ) -> None:
     (console or Console()).print(table(rows, title))
+
+
+README_START = "<!-- results:start (make bench-quality writes this section) -->"
+README_END = "<!-- results:end -->"
+LABELS = {
+    "recall_at_75": "Recall@75",
+    "recall_at_8": "Recall@8",
+    "precision_at_8": "Precision@8",
+    "helpfulness": "helpfulness",
+    "adoption": "adoption",
+}
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1%}"
+
+
+def results_markdown(doc: Mapping[str, Any]) -> str:
+    """The README's results: before/after/oracle next to the paper, and the ablations."""
+    ds = doc["dataset"]
+    before, after, oracle = doc["before"], doc["after"], doc["oracle"]
+    lines = [
+        f"`{ds['name']}`: {ds['knowledge']:,} knowledge objects, {ds['replayed']:,} cases "
+        f"replayed through Kafka and the processors, {ds['held_out']:,} held out (the last "
+        f"10%). One flywheel cycle: {doc['cycle_seconds'] / 60:.1f} min. "
+        f"Replies: {doc['config'].get('replies', '?')}; helpfulness: "
+        f"{doc['config'].get('helpfulness_judge', '?')}.",
+        "",
+        "| metric | stock | after one cycle | gain | paper's gain | oracle | gap closed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in METRICS:
+        b, a, o = before[m], after[m], oracle[m]
+        lines.append(
+            f"| {LABELS[m]} | {b:.3f} | {a:.3f} | {_pct(relative_gain(b, a))} | "
+            f"{_pct(PAPER_GAIN.get(m))} | {o:.3f} | {_pct(gap_closed(b, a, o))} |"
+        )
+    ablations = doc.get("ablations")
+    if ablations:
+        judge, mk = ablations["judge"], ablations["missing_knowledge"]
+        lines += [
+            "",
+            "| ablation (retriever only) | Recall@75 | Recall@8 | Precision@8 |",
+            "|---|---|---|---|",
+        ]
+        for name, r in (
+            ("25% careless agents, with the Virtual Judge", judge["with"]),
+            ("25% careless agents, without it", judge["without"]),
+            ("missing knowledge annotated immediately", mk["immediate"]),
+            ("missing knowledge annotated deferred", mk["deferred"]),
+        ):
+            lines.append(
+                f"| {name} | {r['recall_at_75']:.3f} | {r['recall_at_8']:.3f} | "
+                f"{r['precision_at_8']:.3f} |"
+            )
+        lines.append(
+            "| the paper: with / without the judge | 0.708 / 0.670 | - | - |",
+        )
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, doc: Mapping[str, Any]) -> bool:
+    """Replace the README's results section (between the markers); False if it has none."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{results_markdown(doc)}\n{README_END}{tail}")
+    return True

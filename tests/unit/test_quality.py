@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,34 @@ def test_gains_and_gap_closed() -> None:
     assert relative_gain(0.0, 0.6) is None
     assert gap_closed(0.5, 0.6, 0.7) == pytest.approx(0.5)
     assert gap_closed(0.5, 0.6, 0.5) is None
+
+
+def test_the_readme_results_section_is_rewritten_between_its_markers(tmp_path: Path) -> None:
+    from aitl.flywheel.report import README_END, README_START, update_readme
+
+    row = {"recall_at_75": 0.5, "recall_at_8": 0.2, "precision_at_8": 0.1}
+    row |= {"helpfulness": 0.4, "adoption": 0.1}
+    better = {k: v * 1.5 for k, v in row.items()}
+    doc = {
+        "dataset": {"name": "toy", "knowledge": 10, "replayed": 9, "held_out": 1},
+        "before": row,
+        "after": better,
+        "oracle": {k: v * 2 for k, v in row.items()},
+        "cycle_seconds": 90.0,
+        "config": {"replies": "extractive", "helpfulness_judge": "reference similarity"},
+        "ablations": {
+            "judge": {"with": better, "without": row},
+            "missing_knowledge": {"immediate": better, "deferred": row},
+        },
+    }
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Results\n{README_START}\nold\n{README_END}\n\n## Next\n")
+    assert update_readme(readme, doc)
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("## Next\n")
+    assert "| Recall@75 | 0.500 | 0.750 | +50.0% | +11.7% | 1.000 | +50.0% |" in text
+    assert "| 25% careless agents, without it | 0.500 | 0.200 | 0.100 |" in text
+    assert update_readme(readme, doc) and readme.read_text() == text  # idempotent
+    plain = tmp_path / "OTHER.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(plain, doc) and plain.read_text() == "no markers\n"
