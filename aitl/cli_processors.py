@@ -26,7 +26,9 @@ def _processor_settings(**overrides: object) -> ProcessorSettings:
 
 @app.command("start")
 def start(
-    judge: str = typer.Option(None, help="rule | llm | composite (default: AITL_PROCESSORS_JUDGE)"),
+    judge: str = typer.Option(
+        None, help="rule | llm | composite | none (default: AITL_PROCESSORS_JUDGE)"
+    ),
     metrics_port: int = typer.Option(
         None, help="/metrics port (default AITL_METRICS_PORT, 0: off)"
     ),

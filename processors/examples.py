@@ -45,10 +45,20 @@ def build_prompt(
     """The generator prompt exactly as serving builds it (``serving.prompt``): a JSON list
     of chat messages, the numbered knowledge shown in the system turn, then the
     conversation, so training sees what serving shows. Style A (serving's default)."""
-    snippets = [Snippet(kid, text or "(text unavailable)") for kid, text in knowledge]
-    turns = [(t.speaker.value, t.text) for t in history or []]
-    messages = build_messages(customer_message or query, turns, snippets, "A")
-    return json.dumps(messages, ensure_ascii=False)
+    turns = tuple((t.speaker.value, t.text) for t in history or [])
+    key = (customer_message or query, tuple(knowledge), turns)
+    prompt = _PROMPTS.get(key)
+    if prompt is None:  # a request's preference and adoption show the same prompt
+        snippets = [Snippet(kid, text or "(text unavailable)") for kid, text in knowledge]
+        messages = build_messages(key[0], list(turns), snippets, "A")
+        prompt = json.dumps(messages, ensure_ascii=False)
+        if len(_PROMPTS) >= 4096:
+            _PROMPTS.clear()
+        _PROMPTS[key] = prompt
+    return prompt
+
+
+_PROMPTS: dict[tuple[Any, ...], str] = {}
 
 
 def _common(inp: JudgeInput, verdict: Verdict, suffix: str) -> dict[str, Any]:

@@ -32,8 +32,10 @@ from rich.console import Console
 from aitl.flywheel import report
 from aitl.flywheel.agents import Profile, make_agents
 from aitl.flywheel.evaluate import measure
+from aitl.flywheel.judging import judge_table, scrape_judge
 from aitl.flywheel.simulate import Suggestion, simulate
 from aitl.flywheel.stack import Stack
+from aitl.kafka_local import free_port
 from aitl.shards import Manifest, ShardStore
 from serving.checkpoints import ModelSpec
 from serving.knowledge.dataset import Case, Dataset, load_dstc
@@ -265,6 +267,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
         stack.start_kafka()
         for variant in variants:
             t = time.perf_counter()
+            metrics_port = free_port()
             stack.topic_prefix = f"bench-{variant.name}."
             vdir = cfg.workdir / variant.name
             stack.extra_env = {
@@ -275,7 +278,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
                 "AITL_PROCESSORS_SPLIT_PERIOD_S": str(period_s),
                 "AITL_PROCESSORS_ADOPTION_WAIT_S": "5",
                 "AITL_PROCESSORS_APP_NAME": f"processors-{variant.name}",
-                "AITL_METRICS_PORT": "0",
+                "AITL_METRICS_PORT": str(metrics_port),
             }
             settings = stack.settings().model_copy(
                 update={
@@ -311,9 +314,16 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
                     timeout_s=900,
                     store_root=str(vdir / "shards"),
                 )
+            judged = scrape_judge(f"http://127.0.0.1:{metrics_port}/metrics")
+            if judged:
+                console.print(judge_table(judged))
             service.stop()
             registry = Registry(MemoryLifecycleLog())
-            cycles[variant.name] = {"shard_rows": rows, "annotations": stats.annotations}
+            cycles[variant.name] = {
+                "shard_rows": rows,
+                "annotations": stats.annotations,
+                "judge": judged,
+            }
             for component in variant.components:
                 result = run_cycle(
                     component,

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from aitl.flywheel import report
 from aitl.flywheel.agents import Profile, make_agents
 from aitl.flywheel.evaluate import measure, suggest_all
+from aitl.flywheel.judging import judge_table, scrape_judge
 from aitl.flywheel.simulate import HttpSuggester, simulate
 from aitl.flywheel.stack import Stack
 from aitl.kafka_local import free_port
@@ -186,6 +187,9 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
 
         with console.status("Virtual Judge at work; sealing shards"):
             rows = wait_for_shards(stack, expected_min=len(replay), settle_s=12, timeout_s=300)
+        judged = scrape_judge(f"http://127.0.0.1:{extra['AITL_METRICS_PORT']}/metrics")
+        if judged:
+            console.print(judge_table(judged))
         console.print(f"[green]✓[/] sealed shard rows: {rows}")
 
         registry = Registry(KafkaLifecycleLog(settings.kafka))
@@ -240,6 +244,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         "cycles": cycles,
         "shard_rows": rows,
         "annotations": stats.annotations,
+        "judge": judged,
         "agents": stats.by_profile,
         "cases": {"replayed": len(replay), "held_out": len(held_out)},
         "timings_s": timings,

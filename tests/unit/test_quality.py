@@ -85,3 +85,27 @@ def test_the_readme_results_section_is_rewritten_between_its_markers(tmp_path: P
     plain = tmp_path / "OTHER.md"
     plain.write_text("no markers\n")
     assert not update_readme(plain, doc) and plain.read_text() == "no markers\n"
+
+
+def test_judge_summary_reads_the_processors_metrics() -> None:
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    from aitl.flywheel.judging import judge_summary, judge_table
+
+    reg = CollectorRegistry()
+    verdicts = Counter("aitl_judge_verdicts", "v", ["annotation_type", "outcome"], registry=reg)
+    reasons = Counter("aitl_judge_reasons", "r", ["annotation_type", "reason"], registry=reg)
+    verdicts.labels("PREFERENCE", "accepted").inc(6)
+    verdicts.labels("PREFERENCE", "rejected").inc(2)
+    verdicts.labels("RELEVANCE", "rejected").inc(2)
+    reasons.labels("PREFERENCE", "preference_mismatch").inc(2)
+    reasons.labels("RELEVANCE", "relevance_contradicts_reply").inc(2)
+    reasons.labels("PREFERENCE", "fatigue_default_run").inc(1)
+    got = judge_summary(generate_latest(reg).decode())
+    assert got["verdicts"] == {
+        "PREFERENCE": {"accepted": 6, "rejected": 2},
+        "RELEVANCE": {"rejected": 2},
+    }
+    assert got["total"] == 10 and got["rejection_rate"] == pytest.approx(0.4)
+    assert list(got["reasons"])[-1] == "fatigue_default_run"
+    assert judge_table(got).row_count == 2
