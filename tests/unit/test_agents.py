@@ -108,3 +108,54 @@ def test_same_seed_same_annotations() -> None:
         "careful": 2,
         "careless": 2,
     }
+
+
+class _Recorder:
+    """Stands in for the Publisher: keeps what would be published."""
+
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+
+    def publish(self, event: ev.Event) -> None:
+        self.events.append(event)
+
+    def publish_many(self, events: list[ev.Event]) -> None:
+        self.events += events
+
+    def poll(self, _: float) -> None:
+        pass
+
+
+def test_a_simulated_shift_stamps_each_case_with_its_own_time() -> None:
+    from aitl.flywheel.simulate import Suggestion, simulate
+    from serving.knowledge.dataset import Case
+
+    cases = [
+        Case(f"c{i}", i, [("U", f"question {i}?")], f"question {i}?", [f"kb-{i}"], f"answer {i}")
+        for i in range(6)
+    ]
+    served = [
+        Suggestion(
+            f"r{i}",
+            f"c{i}",
+            [f"kb-{i}"],
+            [f"kb-{i}"],
+            [
+                ev.Candidate(candidate_id="A", text=f"answer {i}", model_version="x"),
+                ev.Candidate(candidate_id="B", text="no idea", model_version="x"),
+            ],
+        )
+        for i in range(6)
+    ]
+    pub = _Recorder()
+    clock = lambda i: T0 + timedelta(seconds=10 * i)  # noqa: E731
+    agents = [Agent("a", "careful")]
+    simulate(cases, None, agents, pub, suggestions=served, publish_suggestions=True, clock=clock)  # type: ignore[arg-type]
+    firsts = {}
+    for e in pub.events:
+        firsts.setdefault(e.case_id, e)  # type: ignore[attr-defined]
+    assert [type(e) for e in firsts.values()] == [ev.CustomerInteraction] * 6
+    assert [e.envelope.event_time for e in firsts.values()] == [clock(i) for i in range(6)]
+    for e in pub.events:
+        i = int(e.case_id[1:])  # type: ignore[attr-defined]
+        assert clock(i) <= e.envelope.event_time < clock(i) + timedelta(hours=12)
