@@ -62,7 +62,8 @@ class RankerConfig:
     )
     base_model: str | None = _help(
         "model to start from; None = the serving ranker when it has the same architecture, "
-        "else settings.retriever_model (MiniLM; a cross-encoder gets a fresh head)",
+        "else (embedding) the serving retriever, else settings.retriever_model (MiniLM; a "
+        "cross-encoder gets a fresh head)",
         None,
     )
     epochs: float = _help("passes over the snapshot's train rows", 1.0)

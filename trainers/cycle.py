@@ -354,7 +354,16 @@ def _ranker(
     stock = resolve_embedder(settings.retriever_model)
     serving_kind = _kind(serving_path)
     arch = rk.choose_architecture(cfg, serving_kind)
-    base = cfg.base_model or (str(serving_path) if serving_kind == arch else stock)
+    if cfg.base_model:
+        base = cfg.base_model
+    elif serving_kind == arch:
+        base = str(serving_path)
+    elif arch == rk.EMBEDDING and retriever_path is not None:
+        # the first embedding ranker starts from the serving retriever: the order it must
+        # beat is that model's, so it starts there and learns the graded labels on top
+        base = str(retriever_path)
+    else:
+        base = stock
     stage(f"training {arch} ranker from {base} on relevance labels")
     result = rk.train_ranker(
         train_rows, base, out, cfg, architecture=arch, progress=config.progress

@@ -11,7 +11,8 @@ Two architectures, both on sentence-transformers' trainers:
   ``CoSENTLoss`` on the graded labels. It starts at the stock ranker's quality, so it
   improves from the first small cycle; pick it on CPU-only deployments.
 
-``auto`` follows the serving ranker's kind when it is one of these, else cross-encoder.
+``auto`` follows the serving ranker's kind when it is one of these, else embedding; the
+first embedding ranker starts from the serving retriever (the order it has to beat).
 Evaluation re-ranks a pool per eval query (its labelled objects plus word-overlap
 distractors from the knowledge base, counted as irrelevant): Precision@8 and nDCG@8.
 """

@@ -4,10 +4,15 @@ Cases are replayed in order; the first 90% are annotated by simulated agents thr
 real topics and the real processors (Virtual Judge, shards), the last 10% are held out.
 Each variant gets its own topic namespace and shard store on one broker:
 
-* ``after``: the realistic crew (mostly careful, some fatigued / careless / deferred);
+* ``after``: the realistic crew (mostly careful, some fatigued / careless / deferred),
+  retriever then ranker, each promoted only if it passes the product's gate on the
+  processors' eval slice (what production would serve);
 * ablation ``judge``: 25% careless agents, with and without the Virtual Judge;
 * ablation ``missing_knowledge``: all agents annotate immediately vs all deferred;
 * ``oracle``: the same trainers fed the gold labels of the replayed cases directly.
+
+Ablations and the oracle promote every candidate: they measure what their training data
+gives, not what a gate would let through.
 
 Replies in this benchmark are **extractive** (candidate A: the answer of the top-ranked
 knowledge, B: the second's), so helpfulness and adoption move with retrieval and ranking
@@ -18,6 +23,7 @@ annotate the same served suggestions.
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -121,6 +127,7 @@ class Variant:
     mix: dict[Profile, float]
     judge: str = "rule"  # rule | none
     components: tuple[ev.Component, ...] = (ev.Component.RETRIEVER,)
+    gated: bool = False  # the product's promotion gate; False: every candidate is measured
 
 
 @dataclass
@@ -232,7 +239,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
     base = datetime.fromtimestamp((time.time() // period_s - 1) * period_s, UTC)
     clock = lambda i: base + timedelta(seconds=i * STEP_S)  # noqa: E731
 
-    variants = [Variant("after", REALISTIC, "rule", cfg.main_components)]
+    variants = [Variant("after", REALISTIC, "rule", cfg.main_components, gated=True)]
     if cfg.ablations:
         variants += [
             Variant("judge_with", {"careful": 0.75, "careless": 0.25}, "rule"),
@@ -242,10 +249,13 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
         ]
     results: dict[str, dict[str, float]] = {"before": before}
     cycles: dict[str, Any] = {}
-    config = CycleConfig(progress=False, plot=False)
-    config.retriever.epochs = cfg.epochs
-    config.ranker.epochs = cfg.epochs
-    config.gate.margin = -1.0  # the benchmark measures every candidate, promoted or not
+    gated = CycleConfig(progress=False, plot=False)
+    gated.retriever.epochs = cfg.epochs
+    gated.ranker.epochs = cfg.epochs
+    # ablations and the oracle measure what training on their data gives: every candidate
+    # is promoted; "after" is what the product serves: candidates pass the gate or not
+    ungated = copy.deepcopy(gated)
+    ungated.gate.margin = -1.0
 
     def evaluate(settings: Any, registry: Registry) -> dict[str, float]:
         state = registry.state()
@@ -329,7 +339,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
                     component,
                     settings=settings,
                     registry=registry,
-                    config=config,
+                    config=gated if variant.gated else ungated,
                     kb=kb,
                     on_stage=lambda m, n=variant.name: console.print(f"  [{n}] {m}"),  # type: ignore[misc]
                 )
@@ -353,7 +363,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
         )
         registry = Registry(MemoryLifecycleLog())
         for component in cfg.main_components:
-            run_cycle(component, settings=settings, registry=registry, config=config, kb=kb)
+            run_cycle(component, settings=settings, registry=registry, config=ungated, kb=kb)
         results["oracle"] = evaluate(settings, registry)
         results["oracle"]["seconds"] = time.perf_counter() - t
 
