@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     )
     retrieve_k: int = 75
     rank_k: int = 8
+    prompt_knowledge: int = Field(
+        default=3,
+        ge=1,
+        description="ranked knowledge objects the generator is shown: in serving, and in the "
+        "training prompts the processors build, so training sees what serving shows",
+    )
+    prompt_chars: int = Field(
+        default=300, ge=40, description="characters of each knowledge snippet in the prompt"
+    )
     llm_judge_url: str | None = Field(
         default=None,
         description="OpenAI-compatible chat endpoint for the LLM judge, or 'local' to run "

@@ -34,6 +34,7 @@ from aitl.settings import Settings
 from aitl.shards import ShardStore
 from processors import metrics
 from processors.engine import Engine, Outputs, Record
+from processors.examples import PromptShape
 from processors.judge import CompositeJudge, IntegrityJudge, Judge, LLMJudge, RuleJudge
 from processors.knowledge import KnowledgeView
 from processors.offsets import AckTracker, GapGuard
@@ -210,6 +211,7 @@ class Processor:
             adoption_wait_s=ps.adoption_wait_s,
             bundle_ttl_s=ps.bundle_ttl_s,
             serde=self.serde,
+            prompt_shape=PromptShape(settings.prompt_knowledge, settings.prompt_chars),
         )
         # table writes queue in faust's producer buffer; past max_messages faust pauses the
         # stream and drains it one message per 0.1 s wait: keep the bound well above a burst

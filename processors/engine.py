@@ -25,7 +25,7 @@ from typing import Any, TypeVar, cast
 from pydantic import BaseModel, ConfigDict
 
 from processors import metrics
-from processors.examples import build_examples, needed_knowledge
+from processors.examples import PromptShape, build_examples, needed_knowledge
 from processors.judge.base import Judge, JudgeInput, Verdict, annotation_type, reason_code
 from processors.offsets import Ticket
 from processors.redact import Redactor, redact_event
@@ -148,6 +148,7 @@ class Engine:
         adoption_wait_s: float = 10.0,
         bundle_ttl_s: float = 7 * 24 * 3600.0,
         serde: AvroSerde | None = None,
+        prompt_shape: PromptShape | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -162,6 +163,7 @@ class Engine:
         self.adoption_wait_s = adoption_wait_s
         self.bundle_ttl_s = bundle_ttl_s
         self.serde = serde or AvroSerde()
+        self.prompt_shape = prompt_shape or PromptShape()
         self.clock = clock
         self.wall = wall
         self.pending: dict[str, list[Pending]] = {}
@@ -431,7 +433,8 @@ class Engine:
         if verdict.accepted:
             case = self.case(ann.case_id)
             split = (case.split if case else Split.TRAIN).value.lower()
-            examples = build_examples(inp, verdict, case.history if case else None)
+            history = case.history if case else None
+            examples = build_examples(inp, verdict, history, self.prompt_shape)
         out.verdicts.append((event, p.ticket))
         metrics.record_verdict(kind, verdict.accepted, [reason_code(r) for r in verdict.reasons])
         metrics.VERDICT_DELAY.observe(self.clock() - p.arrived)

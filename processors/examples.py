@@ -6,7 +6,8 @@ schemas of ``aitl/shards.py``.
   (missing knowledge, no negatives).
 * ranker: query, knowledge object, graded label (RELEVANT 1.0, PARTIAL 0.5, IRRELEVANT 0.0).
 * generator: ORPO pairs: prompt with the knowledge shown (the serving generator's chat
-  messages as JSON, see ``serving.prompt``), chosen and rejected replies, the rationale.
+  messages as JSON, see ``serving.prompt``: the first ``PromptShape.knowledge`` ranked
+  objects, clipped like serving clips them), chosen and rejected replies, the rationale.
 
 ``example_id`` is the annotation's event id plus a suffix, so a replayed annotation yields
 the same ids and the shard writer can drop what is already sealed.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from processors.judge.base import JudgeInput, Verdict
@@ -36,21 +38,30 @@ Rows = dict[str, list[dict[str, Any]]]  # component -> rows
 LABEL_VALUE = {Relevance.RELEVANT: 1.0, Relevance.PARTIAL: 0.5, Relevance.IRRELEVANT: 0.0}
 
 
+@dataclass(frozen=True)
+class PromptShape:
+    """What the serving generator shows (``Settings.prompt_knowledge`` / ``prompt_chars``)."""
+
+    knowledge: int = 3
+    chars: int = 300
+
+
 def build_prompt(
     query: str,
     knowledge: list[tuple[str, str | None]],
     customer_message: str = "",
     history: list[Turn] | None = None,
+    chars: int = 300,
 ) -> str:
     """The generator prompt exactly as serving builds it (``serving.prompt``): a JSON list
     of chat messages, the numbered knowledge shown in the system turn, then the
     conversation, so training sees what serving shows. Style A (serving's default)."""
     turns = tuple((t.speaker.value, t.text) for t in history or [])
-    key = (customer_message or query, tuple(knowledge), turns)
+    key = (customer_message or query, tuple(knowledge), turns, chars)
     prompt = _PROMPTS.get(key)
     if prompt is None:  # a request's preference and adoption show the same prompt
         snippets = [Snippet(kid, text or "(text unavailable)") for kid, text in knowledge]
-        messages = build_messages(key[0], list(turns), snippets, "A")
+        messages = build_messages(key[0], list(turns), snippets, "A", max_chars=chars)
         prompt = json.dumps(messages, ensure_ascii=False)
         if len(_PROMPTS) >= 4096:
             _PROMPTS.clear()
@@ -149,7 +160,10 @@ def ranker_rows(inp: JudgeInput, verdict: Verdict) -> list[dict[str, Any]]:
 
 
 def generator_rows(
-    inp: JudgeInput, verdict: Verdict, history: list[Turn] | None = None
+    inp: JudgeInput,
+    verdict: Verdict,
+    history: list[Turn] | None = None,
+    shape: PromptShape = PromptShape(),
 ) -> list[dict[str, Any]]:
     ann, sugg = inp.annotation, inp.suggestion
     cands = {c.candidate_id: c.text for c in sugg.candidates}
@@ -170,9 +184,13 @@ def generator_rows(
     pairs = [p for p in pairs if p[1].strip() and p[1].strip() != p[2].strip()]
     if not pairs:
         return []
-    shown = [k.knowledge_id for k in sugg.ranked]
+    shown = [k.knowledge_id for k in sugg.ranked[: shape.knowledge]]
     prompt = build_prompt(
-        sugg.query, [(k, inp.knowledge.get(k)) for k in shown], inp.customer_message, history
+        sugg.query,
+        [(k, inp.knowledge.get(k)) for k in shown],
+        inp.customer_message,
+        history,
+        shape.chars,
     )
     rationale = rationale_from.rationale_text if rationale_from else ""
     category = rationale_from.rationale_category.value if rationale_from else ""
@@ -190,14 +208,19 @@ def generator_rows(
     ]
 
 
-def build_examples(inp: JudgeInput, verdict: Verdict, history: list[Turn] | None = None) -> Rows:
+def build_examples(
+    inp: JudgeInput,
+    verdict: Verdict,
+    history: list[Turn] | None = None,
+    shape: PromptShape = PromptShape(),
+) -> Rows:
     """Every training row an accepted annotation yields, by component (empty if rejected)."""
     if not verdict.accepted:
         return {}
     out: Rows = {
         "retriever": retriever_rows(inp, verdict),
         "ranker": ranker_rows(inp, verdict),
-        "generator": generator_rows(inp, verdict, history),
+        "generator": generator_rows(inp, verdict, history, shape),
     }
     return {component: rows for component, rows in out.items() if rows}
 

@@ -212,7 +212,8 @@ class Generator(_Swappable):
             spec,
             self.settings.generator_model,
             max_new_tokens=self.cfg.max_new_tokens,
-            n_knowledge=self.cfg.n_knowledge,
+            n_knowledge=self.settings.prompt_knowledge,
+            snippet_chars=self.settings.prompt_chars,
             variant_b=self.cfg.variant_b,
             temperature=self.cfg.temperature,
         )

@@ -6,7 +6,9 @@ checkpoint is a ``causal-lm`` directory, or a LoRA ``adapter/`` on its ``base_mo
 
 Decoding is CPU-cheap: A and B are the same greedy pass over two prompt styles, batched
 (``variant_b="prompt"``); ``variant_b="sample"`` instead samples B from A's prompt at
-``temperature`` (one more pass).
+``temperature`` (one more pass); ``variant_b="extractive"`` makes B the top knowledge
+object's own answer, cited, with no decoding at all (half the CPU of a suggestion: the
+cost is in the prompt's prefill).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Literal
 
 from aitl.models import resolve_generator
 from serving.checkpoints import ModelSpec, load_card
-from serving.prompt import Snippet, build_messages, ground
+from serving.prompt import Snippet, build_messages, extractive_answer, ground
 from serving.retriever import torch_device
 
 GENERATOR_KIND = "causal-lm"
@@ -55,7 +57,8 @@ class Generator:
         *,
         max_new_tokens: int = 48,
         n_knowledge: int = 3,
-        variant_b: Literal["prompt", "sample"] = "prompt",
+        snippet_chars: int = 300,
+        variant_b: Literal["prompt", "sample", "extractive"] = "prompt",
         temperature: float = 0.8,
         seed: int = 0,
     ) -> None:
@@ -64,6 +67,7 @@ class Generator:
         self.version = version
         self.max_new_tokens = max_new_tokens
         self.n_knowledge = n_knowledge
+        self.snippet_chars = snippet_chars
         self.variant_b = variant_b
         self.temperature = temperature
         self.seed = seed
@@ -110,11 +114,15 @@ class Generator:
         started = time.perf_counter()
         shown = [list(knowledge[: self.n_knowledge]) for _, _, knowledge in requests]
         pairs = list(zip(requests, shown, strict=True))
-        msgs_a = [build_messages(q, h, s, "A") for (q, h, _), s in pairs]
+        chars = self.snippet_chars
+        msgs_a = [build_messages(q, h, s, "A", max_chars=chars) for (q, h, _), s in pairs]
         if self.variant_b == "prompt":
-            msgs_b = [build_messages(q, h, s, "B") for (q, h, _), s in pairs]
+            msgs_b = [build_messages(q, h, s, "B", max_chars=chars) for (q, h, _), s in pairs]
             texts, tokens = self.complete(self.prompt_texts([*msgs_a, *msgs_b]))
             texts_a, texts_b = texts[: len(requests)], texts[len(requests) :]
+        elif self.variant_b == "extractive":
+            texts_a, tokens = self.complete(self.prompt_texts(msgs_a))
+            texts_b = [f"{extractive_answer(s[0].text, chars)} [1]" if s else "" for s in shown]
         else:
             prompts = self.prompt_texts(msgs_a)
             texts_a, tokens_a = self.complete(prompts)

@@ -120,6 +120,13 @@ def resolve_citations(text: str, snippets: Sequence[Snippet]) -> tuple[str, list
     return re.sub(r"[ \t]{2,}", " ", out).strip(), cited
 
 
+def extractive_answer(text: str, max_chars: int | None = None) -> str:
+    """The reply a knowledge text gives by itself: the answer of an FAQ (after ``A:``),
+    else the text (clipped to ``max_chars`` when given)."""
+    answer = text.split(" A: ", 1)[1] if " A: " in text else text
+    return answer if max_chars is None else _clip(answer, max_chars)
+
+
 def ground(text: str, snippets: Sequence[Snippet]) -> tuple[str, list[str]]:
     """Resolve citations; a reply citing nothing cites the top snippet at its end."""
     out, cited = resolve_citations(text, snippets)

@@ -46,7 +46,7 @@ from aitl.shards import Manifest, ShardStore
 from serving.checkpoints import ModelSpec
 from serving.knowledge.dataset import Case, Dataset, load_dstc
 from serving.knowledge.indexer import knowledge_events
-from serving.prompt import retrieval_query
+from serving.prompt import extractive_answer, retrieval_query
 from serving.ranker import Ranker, load_ranker
 from serving.retriever import Encoder, load_encoder
 from streams import events as ev
@@ -60,11 +60,6 @@ REALISTIC: dict[Profile, float] = {
     "careless": 0.1,
     "deferred": 0.1,
 }
-
-
-def answer_of(text: str) -> str:
-    """The reply an FAQ-style knowledge text gives (after ``A:``), else the text."""
-    return text.split(" A: ", 1)[1] if " A: " in text else text
 
 
 class LocalPipeline:
@@ -102,13 +97,13 @@ class LocalPipeline:
                     candidates=[
                         ev.Candidate(
                             candidate_id="A",
-                            text=answer_of(first.text),
+                            text=extractive_answer(first.text),
                             model_version="extractive",
                             cited_knowledge_ids=[first.id],
                         ),
                         ev.Candidate(
                             candidate_id="B",
-                            text=answer_of(second.text),
+                            text=extractive_answer(second.text),
                             model_version="extractive",
                             cited_knowledge_ids=[second.id],
                         ),

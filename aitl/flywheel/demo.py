@@ -54,6 +54,9 @@ class DemoConfig:
     components: tuple[Component, ...] = (Component.RETRIEVER, Component.RANKER, Component.GENERATOR)
     generator_steps: int = 12
     max_new_tokens: int = 40
+    # B quotes the top knowledge (no decoding): a suggestion costs one prompt's decode on
+    # 2 CPUs, which keeps the demo within 15 minutes; "prompt" decodes two styles
+    variant_b: str = "extractive"
     swap_timeout_s: float = 300.0
     gate_margin: float | None = None  # None: the trainers' default; < 0 promotes any candidate
     split_period_s: float = 30.0  # processors' temporal split period (eval = its last share)
@@ -133,6 +136,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         "AITL_PROCESSORS_ADOPTION_WAIT_S": "5",
         "AITL_METRICS_PORT": str(free_port()),
         "AITL_SERVE_MAX_NEW_TOKENS": str(cfg.max_new_tokens),
+        "AITL_SERVE_VARIANT_B": cfg.variant_b,
     }
     timings: dict[str, float] = {}
     with Stack(cfg.workdir, topic_prefix="demo.", extra_env=extra) as stack:

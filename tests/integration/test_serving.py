@@ -100,12 +100,13 @@ def serving(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     with Publisher(kafka, producer_name="test") as pub:
         pub.publish_many(knowledge_events(dataset.knowledge))
 
-    settings = Settings(kafka=kafka, qdrant_path=Path(":memory:"), api_tokens=TOKEN)
+    settings = Settings(
+        kafka=kafka, qdrant_path=Path(":memory:"), api_tokens=TOKEN, prompt_knowledge=2
+    )
     cfg = ServingSettings(
         port=free_port(),
         app_name=APP,
         max_new_tokens=12,
-        n_knowledge=2,
         generator_batch=8,
         torch_threads=1,
     )

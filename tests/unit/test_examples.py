@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from aitl.shards import ROW_SCHEMAS
-from processors.examples import build_examples, build_prompt
+from processors.examples import PromptShape, build_examples, build_prompt
 from processors.judge import JudgeInput, Verdict
 from streams import events as ev
 from tests.factories import samples
@@ -108,6 +108,31 @@ def test_the_prompt_shows_the_knowledge_and_the_conversation() -> None:
     assert {"role": "assistant", "content": "Hi! How can I help?"} in messages
     assert messages[-1] == {"role": "user", "content": "My bill doubled this month, why?"}
     assert "(text unavailable)" in build_prompt("q", [("kb-9", None)])
+
+
+def test_the_prompt_has_the_shape_serving_shows() -> None:
+    from serving.prompt import Snippet, build_messages
+
+    long_kb = {k: v + " More detail." * 40 for k, v in KB.items()}
+    inp = JudgeInput(
+        S["adoption"],
+        S["suggestion"],  # type: ignore[arg-type]
+        "agent-x",
+        knowledge=long_kb,
+        customer_message="My bill doubled this month, why?",
+    )
+    shape = PromptShape(knowledge=2, chars=80)
+    (row,) = build_examples(inp, OK, shape=shape)["generator"]
+    shown = [k.knowledge_id for k in S["suggestion"].ranked[:2]]  # type: ignore[attr-defined]
+    assert row["knowledge_ids"] == shown
+    serving = build_messages(
+        "My bill doubled this month, why?",
+        [],
+        [Snippet(k, long_kb[k]) for k in shown],
+        "A",
+        max_chars=80,
+    )
+    assert json.loads(row["prompt"]) == serving
 
 
 def test_rejected_annotations_and_unknown_texts_give_no_rows() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from serving.prompt import Snippet, build_messages, ground, resolve_citations, retrieval_query
@@ -61,3 +63,30 @@ def test_retrieval_query_is_the_last_turns_like_the_dataset() -> None:
     assert retrieval_query("d", history, turns=3) == "b c d"
     assert retrieval_query("d", [], turns=3) == "d"
     assert retrieval_query("d", history, turns=1) == "d"
+
+
+def test_extractive_b_quotes_the_top_knowledge_and_decodes_only_a(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from serving.generator import Generator
+    from serving.prompt import extractive_answer
+
+    decoded: list[list[str]] = []
+
+    def complete(self: Generator, prompts: list[str], *, sample: bool = False) -> Any:
+        decoded.append(list(prompts))
+        return ["Roaming is 5 EUR a day [1]." for _ in prompts], 7 * len(prompts)
+
+    monkeypatch.setattr(Generator, "complete", complete)
+    monkeypatch.setattr(Generator, "prompt_texts", lambda self, msgs: [str(m) for m in msgs])
+    gen = Generator(None, None, "stock", variant_b="extractive", snippet_chars=60)
+    faq = "Q: What does roaming cost? A: Roaming costs 5 EUR per day in the EU, billed later."
+    snippets = [Snippet("kb-1", faq), Snippet("kb-2", "Late fees are 10 EUR.")]
+    (out,) = gen.generate_many([("roaming?", [], snippets)])
+    assert len(decoded) == 1 and len(decoded[0]) == 1, "one prompt decoded per request"
+    a, b = out.replies
+    assert a.text == "Roaming is 5 EUR a day [kb-1]." and a.cited_knowledge_ids == ["kb-1"]
+    assert b.text == "Roaming costs 5 EUR per day in the EU, billed later. [kb-1]"
+    assert b.cited_knowledge_ids == ["kb-1"]
+    assert extractive_answer(faq, 20) == "Roaming costs 5 EUR…"
+    assert extractive_answer("No FAQ here.") == "No FAQ here."
