@@ -30,7 +30,7 @@ REJECTING = frozenset(
         "unknown_knowledge",
         "preference_mismatch",
         "relevance_contradicts_reply",
-        "missing_was_retrieved",
+        "missing_was_shown",
         "boilerplate_rationale",
         "orphan",
         "llm_rejected",

@@ -25,7 +25,7 @@ from streams.events import (
     Relevance,
 )
 
-RULE_JUDGE_VERSION = "rule-1"
+RULE_JUDGE_VERSION = "rule-2"  # rule-2: missing knowledge is checked against what was shown
 _STOCK = "ok okay k fine good great nice cool yes no none nothing n/a na - . ... x xx test asdf"
 BOILERPLATE = frozenset(
     [*_STOCK.split(), "lgtm", "idk", "same", "default", "done", "no comment", "see above"]
@@ -140,23 +140,26 @@ def rule_relevance_vs_reply(inp: JudgeInput, cfg: RuleConfig, out: RuleOutcome) 
         out.reasons.append("relevance_contradicts_reply:" + ",".join(bad[:5]))
 
 
-def rule_missing_not_retrieved(inp: JudgeInput, cfg: RuleConfig, out: RuleOutcome) -> None:
+def rule_missing_not_shown(inp: JudgeInput, cfg: RuleConfig, out: RuleOutcome) -> None:
+    """Missing knowledge the agent was in fact shown (the ranked objects) contradicts
+    itself. Knowledge retrieved deeper but not shown *was* missing for the agent: that is
+    the ranker's miss, and exactly the signal to learn from."""
     ann = inp.annotation
     if not isinstance(ann, MissingKnowledge):
         return
-    retrieved = [k.knowledge_id for k in inp.suggestion.retrieved]
+    shown = [k.knowledge_id for k in inp.suggestion.ranked]
     hits: list[str] = []
     for item in ann.items:
-        if item.knowledge_id and item.knowledge_id in retrieved:
+        if item.knowledge_id and item.knowledge_id in shown:
             hits.append(item.knowledge_id)
         elif item.text:
-            for kid in retrieved:
+            for kid in shown:
                 text = inp.knowledge.get(kid)
                 if text and containment(item.text, text)[0] >= cfg.missing_retrieved_containment:
                     hits.append(kid)
                     break
     if hits:
-        out.reasons.append("missing_was_retrieved:" + ",".join(hits[:5]))
+        out.reasons.append("missing_was_shown:" + ",".join(hits[:5]))
 
 
 def is_boilerplate(text: str, min_tokens: int = 2) -> bool:
@@ -196,7 +199,7 @@ RULES: tuple[Rule, ...] = (
     rule_known_suggestion,
     rule_preference_consistency,
     rule_relevance_vs_reply,
-    rule_missing_not_retrieved,
+    rule_missing_not_shown,
     rule_rationale,
     rule_deferred,
 )
