@@ -277,9 +277,12 @@ class Ingress:
         except Exception as exc:
             return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
         retriever, ranker, generator = parts
+        # not ready before the retriever has read the knowledge topic to its end: a search
+        # over a half-built index would answer, and answer worse
+        ready = bool(retriever.get("caught_up", True)) or not self.cfg.index_knowledge
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "ok" if ready else "indexing",
                 "model_versions": {
                     "retriever": retriever["version"],
                     "ranker": ranker["version"],
@@ -288,7 +291,8 @@ class Ingress:
                 "retriever": retriever,
                 "ranker": ranker,
                 "generator": generator,
-            }
+            },
+            status_code=200 if ready else 503,
         )
 
     @api.get("/metrics")
