@@ -212,7 +212,7 @@ def gateway_start(
 
 @app.command("demo")
 def demo(
-    cases: int = typer.Option(200, help="demo cases (the last 10% are held out)"),
+    cases: int = typer.Option(150, help="demo cases (the last 10% are held out)"),
     agents: int = typer.Option(10, help="simulated agents"),
     seed: int = typer.Option(7, help="seed of the data and the agents"),
     workdir: Path = typer.Option(Path(".aitl/demo"), help="where everything is written"),

@@ -46,13 +46,14 @@ DEFAULT_MIX: dict[Profile, float] = {
 @dataclass
 class DemoConfig:
     workdir: Path = Path(".aitl/demo")
-    cases: int = 200  # replayed + held out (the last 10% are held out, never annotated)
+    cases: int = 150  # replayed + held out (the last 10% are held out, never annotated)
     agents: int = 10
     mix: dict[Profile, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     seed: int = 7
     concurrency: int = 4
     components: tuple[Component, ...] = (Component.RETRIEVER, Component.RANKER, Component.GENERATOR)
-    generator_steps: int = 12
+    generator_steps: int = 8
+    generator_eval_prompts: int = 8
     max_new_tokens: int = 40
     # B quotes the top knowledge (no decoding): a suggestion costs one prompt's decode on
     # 2 CPUs, which keeps the demo within 15 minutes; "prompt" decodes two styles
@@ -200,6 +201,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         kb = [(k.id, k.text) for k in dataset.knowledge]
         config = CycleConfig()
         config.generator.max_steps = cfg.generator_steps
+        config.generator.eval_examples = cfg.generator_eval_prompts
         if cfg.gate_margin is not None:
             config.gate.margin = cfg.gate_margin
         promoted: dict[str, str] = {}
