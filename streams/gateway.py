@@ -9,8 +9,8 @@ acknowledge in time the answer is ``503`` (the client retries; ids make retries 
 from __future__ import annotations
 
 import asyncio
-import logging
 import hmac
+import logging
 import threading
 import time
 import uuid
