@@ -51,7 +51,7 @@ class TopicFollower:
         """Called before a (re)play from the start of the topic."""
 
     def on_idle(self) -> None:
-        """Called after a poll that returned nothing."""
+        """Called after a poll that returned nothing, once the topic is read to its end."""
 
     def start(self) -> Self:
         self._thread.start()
@@ -95,5 +95,5 @@ class TopicFollower:
                 if polled.events:
                     self.failures = 0
                     self.handle([d.event for d in polled.events])
-                else:
+                elif consumer.at_end():
                     self.on_idle()

@@ -121,6 +121,18 @@ class EventConsumer:
             if "NO_OFFSET" not in str(exc):
                 raise
 
+    def at_end(self, timeout_s: float = 5.0) -> bool:
+        """True once partitions are assigned and each one is read up to its high
+        watermark (an empty poll before the group assigned anything is not the end)."""
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return False
+        for tp in self._consumer.position(assigned):
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            if (tp.offset if tp.offset >= 0 else low) < high:
+                return False
+        return True
+
     def close(self) -> None:
         if self._own_producer:
             self._dlq.flush(30)

@@ -90,6 +90,26 @@ def test_every_event_type_reaches_its_topic(kafka_settings: KafkaSettings) -> No
         assert d.event.envelope.producer == "aitl-sdk"
 
 
+def test_a_consumer_is_at_the_end_only_after_reading_everything(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """An empty poll before the group is assigned is not "read to the end" (serving's
+    readiness hangs on this: a half-built index must not look ready)."""
+    ensure_topics(kafka_settings)
+    topic = Topics(kafka_settings).for_event(ev.CustomerInteraction)
+    with Publisher(kafka_settings) as pub:
+        pub.publish_many([interaction(i, i) for i in range(300)])
+    with EventConsumer(kafka_settings, f"g-{uuid.uuid4().hex[:8]}", [topic]) as consumer:
+        assert not consumer.at_end(), "nothing assigned yet"
+        seen, deadline = 0, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            batch = consumer.poll(50, 0.5)
+            seen += len(batch.events)
+            if consumer.at_end():
+                break
+        assert consumer.at_end() and seen >= 300
+
+
 def test_invalid_event_is_refused_before_produce(kafka_settings: KafkaSettings) -> None:
     good = as_json(samples()["preference"])
     bad = dict(good, preferred="C")
