@@ -86,6 +86,7 @@ class TopicFollower:
         except Exception as exc:
             raise KafkaTrouble(str(exc)) from exc
         self.on_connect()
+        at_end = False  # once read to the end, an empty poll is just idle: no more lookups
         with consumer:
             while not self._stop.is_set():
                 try:
@@ -95,5 +96,6 @@ class TopicFollower:
                 if polled.events:
                     self.failures = 0
                     self.handle([d.event for d in polled.events])
-                elif consumer.at_end():
+                elif at_end or consumer.at_end():
+                    at_end = True
                     self.on_idle()
