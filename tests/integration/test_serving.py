@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aitl.cli_serve import wait_healthy
 from aitl.kafka_local import free_port
 from aitl.lifecycle import write_model_card
 from aitl.models import resolve_embedder, resolve_generator
@@ -112,6 +113,7 @@ def serving(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     start(settings, cfg)
     url = f"http://127.0.0.1:{cfg.port}"
+    wait_healthy(url, 300)  # ready: the retriever has indexed the knowledge topic
     state = Serving(url, kafka, dataset, tmp)
     try:
         wait_for(
