@@ -139,6 +139,11 @@ class GateConfig:
     margin: float = _help(
         "the candidate must beat the serving version's gate metric by more than this", 0.0
     )
+    tie_queries: float = _help(
+        "gate metrics closer than this many eval queries' worth (this / queries) are tied, "
+        "and the tie-break metric decides; 0: exact ties only",
+        1.0,
+    )
     retriever_metric: str = _help("retriever gate metric (tie-break: mrr)", "recall_at_75")
     ranker_metric: str = _help("ranker gate metric (tie-break: ndcg_at_8)", "precision_at_8")
     generator_metric: str = _help(

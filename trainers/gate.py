@@ -2,9 +2,13 @@
 
 Both versions are evaluated on the same eval slice in the same cycle (stored metrics of
 the serving version were measured on an older, smaller slice). The candidate must beat
-the serving version's gate metric by more than ``margin``; when the two are exactly tied
-(a saturated Recall@75 on a small knowledge base, say) a tie-break metric decides, with
-the same margin. A refusal keeps the candidate registered with the reason.
+the serving version's gate metric by more than ``margin``. When the two are tied, a
+tie-break metric decides, with the same margin. Tied means closer than ``tie_queries``
+eval queries' worth (``tie_queries / queries``): on a small eval slice a metric moves in
+steps of about 1/queries, and a smaller difference (a saturated Recall@75 on a small
+knowledge base, one multi-gold query half found) is not evidence either way. With
+``tie_queries = 0`` only an exact tie goes to the tie-break. A refusal keeps the candidate
+registered with the reason.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ def decide(
     serving: Mapping[str, float],
     config: GateConfig,
 ) -> GateDecision:
-    """Promote iff candidate[metric] - serving[metric] > margin (tie-break on an exact tie).
+    """Promote iff candidate[metric] - serving[metric] > margin, or the two are tied and
+    the tie-break metric beats the serving version's by more than margin.
 
     For the generator's ``win_rate`` (measured against the serving model) the serving
     side is 0.5 by definition: a model ties with itself.
@@ -73,7 +78,9 @@ def decide(
         return GateDecision(
             True, metric, cand, base, margin, f"{metric} {cand:.4f} > {base:.4f} + margin {margin}"
         )
-    if abs(delta) <= _EPS:
+    n = candidate.get("queries") or candidate.get("judged_pairs")
+    tolerance = max(_EPS, config.tie_queries / n) if n else _EPS
+    if abs(delta) <= _EPS or abs(delta) < tolerance - _EPS:
         tie = TIE_BREAK[component]
         c2, b2 = candidate.get(tie), serving.get(tie)
         if c2 is None or b2 is None:
@@ -83,7 +90,7 @@ def decide(
                 cand,
                 base,
                 margin,
-                f"{metric} tied at {cand:.4f}; no {tie} to break it",
+                f"{metric} tied ({cand:.4f} vs {base:.4f}); no {tie} to break it",
             )
         promote = c2 - b2 > margin
         verdict = "beats" if promote else "does not beat"
@@ -93,8 +100,8 @@ def decide(
             cand,
             base,
             margin,
-            f"{metric} tied at {cand:.4f}; tie-break {tie} {c2:.4f} {verdict} "
-            f"{b2:.4f} by more than margin {margin}",
+            f"{metric} tied ({cand:.4f} vs {base:.4f}, within {tolerance:.4f}); tie-break "
+            f"{tie} {c2:.4f} {verdict} {b2:.4f} by more than margin {margin}",
         )
     return GateDecision(
         False,

@@ -34,6 +34,7 @@ REJECTING = frozenset(
         "boilerplate_rationale",
         "orphan",
         "llm_rejected",
+        "unreliable_agent",
     }
 )
 

@@ -11,8 +11,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from processors.judge.base import JudgeInput, Verdict, decide
+from processors.judge.base import REJECTING, JudgeInput, Verdict, decide, reason_code
 from processors.judge.fatigue import FatigueTracker
+from processors.judge.reliability import ReliabilityTracker
 from processors.judge.text import containment, content_tokens, cosine, tokens
 from streams.events import (
     Adoption,
@@ -25,7 +26,7 @@ from streams.events import (
     Relevance,
 )
 
-RULE_JUDGE_VERSION = "rule-2"  # rule-2: missing knowledge is checked against what was shown
+RULE_JUDGE_VERSION = "rule-3"  # rule-2: missing knowledge vs what was shown; rule-3: agent record
 _STOCK = "ok okay k fine good great nice cool yes no none nothing n/a na - . ... x xx test asdf"
 BOILERPLATE = frozenset(
     [*_STOCK.split(), "lgtm", "idk", "same", "default", "done", "no comment", "see above"]
@@ -207,10 +208,12 @@ RULES: tuple[Rule, ...] = (
 
 @dataclass
 class RuleJudge:
-    """Runs every rule; per-agent fatigue lowers the weight rather than rejecting."""
+    """Runs every rule; then the agent's standing: fatigue lowers the weight, a record of
+    rejections (``reliability``) lowers it or rejects. ``None`` switches a tracker off."""
 
     config: RuleConfig = field(default_factory=RuleConfig)
-    fatigue: FatigueTracker = field(default_factory=FatigueTracker)
+    fatigue: FatigueTracker | None = field(default_factory=FatigueTracker)
+    reliability: ReliabilityTracker | None = field(default_factory=ReliabilityTracker)
     rules: tuple[Rule, ...] = RULES
     name: str = "rule"
     version: str = RULE_JUDGE_VERSION
@@ -220,10 +223,18 @@ class RuleJudge:
         out = RuleOutcome()
         for rule in self.rules:
             rule(inp, self.config, out)
-        signal = self.fatigue.observe(inp.agent, inp.annotation, inp.annotation.envelope.event_time)
-        out.weight *= signal.weight
-        out.reasons.extend(signal.reasons)
-        out.scores["default_rate"] = round(signal.default_rate, 4)
+        if self.reliability is not None:
+            rejected = any(reason_code(r) in REJECTING for r in out.reasons)
+            standing = self.reliability.observe(inp.agent, rejected)
+            out.weight *= standing.weight
+            out.reasons.extend(standing.reasons)
+            out.scores["agent_reject_rate"] = round(standing.reject_rate, 4)
+        if self.fatigue is not None:
+            ann = inp.annotation
+            signal = self.fatigue.observe(inp.agent, ann, ann.envelope.event_time)
+            out.weight *= signal.weight
+            out.reasons.extend(signal.reasons)
+            out.scores["default_rate"] = round(signal.default_rate, 4)
         out.reasons.extend(inp.notes)
         return decide(self.name, self.version, out.reasons, out.weight, out.scores)
 
@@ -234,26 +245,13 @@ class RuleJudge:
 INTEGRITY_RULES: tuple[Rule, ...] = (rule_required_fields, rule_known_suggestion)
 
 
-@dataclass
-class IntegrityJudge:
+def IntegrityJudge() -> RuleJudge:  # noqa: N802 (stands where a judge class is named)
     """No Virtual Judge (the paper's ablation, ``AITL_PROCESSORS_JUDGE=none``).
 
     Only checks that an annotation can become an example at all (fields present, it
     refers to its own suggestion's candidates and knowledge); everything else, careless
     or tired, is accepted at full weight.
     """
-
-    config: RuleConfig = field(default_factory=RuleConfig)
-    name: str = "none"
-    version: str = "integrity-1"
-    remote: bool = False
-
-    def evaluate(self, inp: JudgeInput) -> Verdict:
-        out = RuleOutcome()
-        for rule in INTEGRITY_RULES:
-            rule(inp, self.config, out)
-        out.reasons.extend(inp.notes)
-        return decide(self.name, self.version, out.reasons, 1.0, out.scores)
-
-    async def judge_many(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
-        return [self.evaluate(inp) for inp in inputs]
+    return RuleJudge(
+        fatigue=None, reliability=None, rules=INTEGRITY_RULES, name="none", version="integrity-1"
+    )

@@ -57,3 +57,30 @@ def test_gate_metric_is_configurable() -> None:
         R, {"recall_at_75": 0.5, "recall_at_8": 0.4}, {"recall_at_75": 0.9, "recall_at_8": 0.3}, cfg
     )
     assert d.promote and d.metric == "recall_at_8"
+
+
+def test_a_difference_smaller_than_one_eval_query_is_a_tie() -> None:
+    # 23 eval queries: one multi-gold query half found is 0.0217 of Recall@75
+    cand = {"recall_at_75": 0.9783, "mrr": 0.80, "queries": 23.0}
+    serving = {"recall_at_75": 1.0, "mrr": 0.60, "queries": 23.0}
+    d = decide(R, cand, serving, GateConfig())
+    assert d.promote and "tied" in d.reason and "tie-break mrr 0.8000" in d.reason
+    # the tie-break must still be won
+    assert not decide(R, cand | {"mrr": 0.55}, serving, GateConfig()).promote
+    # exact ties only: the same numbers are a refusal
+    assert not decide(R, cand, serving, GateConfig(tie_queries=0)).promote
+    # a whole query's worth or more is a real difference
+    worse = cand | {"recall_at_75": 1.0 - 1 / 23}
+    d = decide(R, worse, serving, GateConfig())
+    assert not d.promote and "does not beat" in d.reason
+    # more eval queries, finer resolution: the same gap is no longer a tie
+    many = {k: v for k, v in cand.items()} | {"queries": 128.0}
+    assert not decide(R, many, serving | {"queries": 128.0}, GateConfig()).promote
+
+
+def test_generator_ties_are_counted_in_judged_pairs() -> None:
+    # 3.5 wins of 8 pairs: half a pair from an even split, a tie; the similarity decides
+    cand = {"win_rate": 0.4375, "judged_pairs": 8.0, "reply_similarity": 0.61}
+    assert decide(G, cand, {"reply_similarity": 0.55}, GateConfig()).promote
+    lost = cand | {"win_rate": 0.375}  # a whole pair lost: refused
+    assert not decide(G, lost, {"reply_similarity": 0.55}, GateConfig()).promote

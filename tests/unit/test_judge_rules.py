@@ -237,3 +237,50 @@ def test_integrity_judge_still_rejects_what_cannot_become_an_example() -> None:
     other = ann("adoption", case_id="case-elsewhere")
     v = IntegrityJudge().evaluate(JudgeInput(other, SUGG, "agent-x", knowledge=KB))
     assert not v.accepted and "case_mismatch" in codes(v)
+
+
+# -- the agent's record ----------------------------------------------------------------
+def test_an_agent_whose_annotations_keep_failing_loses_its_record_then_earns_it_back() -> None:
+    rj = RuleJudge(fatigue=None)
+    careless = adoption(rationale_text="ok")
+    for _ in range(8):  # eight boilerplate rationales: rejected by the rule itself
+        v = rj.evaluate(JudgeInput(careless, SUGG, "agent-c", knowledge=KB))
+        assert codes(v) >= {"boilerplate_rationale"}
+    # a relevance annotation nothing can fault on its own: rejected on the agent's record
+    rel = JudgeInput(S["relevance"], SUGG, "agent-c", adoption=S["adoption"], knowledge=KB)
+    v = rj.evaluate(rel)
+    assert not v.accepted and codes(v) == {"unreliable_agent"}
+    assert v.scores["agent_reject_rate"] == pytest.approx(8 / 12, abs=1e-4)  # 4 clean prior
+    # the same annotation from an agent with a clean record is accepted at full weight
+    v = rj.evaluate(
+        JudgeInput(S["relevance"], SUGG, "agent-ok", adoption=S["adoption"], knowledge=KB)
+    )
+    assert v.accepted and v.weight == 1.0
+    # sound annotations from agent-c go on its record; within a window it is back
+    accepted_at = None
+    for i in range(40):
+        if rj.evaluate(rel).accepted:
+            accepted_at = i
+            break
+    assert accepted_at is not None and accepted_at >= 15  # 8 / (n + 4) <= 0.25 at n = 28
+    v = rj.evaluate(rel)
+    assert v.accepted and v.weight == pytest.approx(1 - 8 / (29 + 4), abs=1e-3)
+
+
+def test_the_record_needs_a_few_annotations_before_it_rejects() -> None:
+    rj = RuleJudge(fatigue=None)
+    rj.evaluate(JudgeInput(adoption(rationale_text="ok"), SUGG, "agent-new", knowledge=KB))
+    rel = JudgeInput(S["relevance"], SUGG, "agent-new", adoption=S["adoption"], knowledge=KB)
+    v = rj.evaluate(rel)  # one rejection of one: too little to go on; the weight says it
+    assert v.accepted and "unreliable_agent" not in codes(v)
+    assert v.weight == pytest.approx(1 - 1 / 5)
+
+
+def test_no_judge_keeps_no_record() -> None:
+    ij = IntegrityJudge()
+    for _ in range(20):
+        ij.evaluate(JudgeInput(adoption(rationale_text="ok"), SUGG, "agent-c", knowledge=KB))
+    v = ij.evaluate(
+        JudgeInput(S["relevance"], SUGG, "agent-c", adoption=S["adoption"], knowledge=KB)
+    )
+    assert v.accepted and v.weight == 1.0
