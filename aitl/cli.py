@@ -212,7 +212,8 @@ def gateway_start(
 
 @app.command("demo")
 def demo(
-    cases: int = typer.Option(150, help="demo cases (the last 10% are held out)"),
+    cases: int = typer.Option(150, help="cases replayed and annotated"),
+    held_out: int = typer.Option(30, help="later cases measured before and after"),
     agents: int = typer.Option(10, help="simulated agents"),
     seed: int = typer.Option(7, help="seed of the data and the agents"),
     workdir: Path = typer.Option(Path(".aitl/demo"), help="where everything is written"),
@@ -220,7 +221,8 @@ def demo(
     """The flywheel end to end on the demo data: before/after table, JSON and PNG."""
     from aitl.flywheel.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(workdir=workdir, cases=cases, agents=agents, seed=seed), console)
+    cfg = DemoConfig(workdir=workdir, cases=cases, held_out=held_out, agents=agents, seed=seed)
+    run_demo(cfg, console)
 
 
 @app.command("simulate")

@@ -348,7 +348,8 @@ class Engine:
         needs_adoption = isinstance(ann, PairwisePreference | KnowledgeRelevance)
         if needs_adoption and adoption is None and now < p.adoption_deadline:
             return _Wait.WAIT
-        need = needed_knowledge(ann, [k.knowledge_id for k in sugg.ranked])
+        shown = [k.knowledge_id for k in sugg.ranked[: self.prompt_shape.knowledge]]
+        need = needed_knowledge(ann, shown)
         known: dict[str, str] = {}
         for kid in need | {k.knowledge_id for k in sugg.retrieved}:
             text = self.knowledge.get(kid)

@@ -225,11 +225,12 @@ def build_examples(
     return {component: rows for component, rows in out.items() if rows}
 
 
-def needed_knowledge(annotation: Annotation, ranked: list[str]) -> set[str]:
-    """Knowledge ids whose texts the rows of this annotation need (the generator's prompt
-    shows the ranked ones)."""
+def needed_knowledge(annotation: Annotation, shown: list[str]) -> set[str]:
+    """Knowledge ids whose texts the rows of this annotation need; a preference or an
+    adoption needs what the generator's prompt shows (``shown``: the first
+    ``PromptShape.knowledge`` ranked objects)."""
     if isinstance(annotation, KnowledgeRelevance):
         return {lab.knowledge_id for lab in annotation.labels}
     if isinstance(annotation, MissingKnowledge):
         return {it.knowledge_id for it in annotation.items if it.knowledge_id}
-    return set(ranked)
+    return set(shown)

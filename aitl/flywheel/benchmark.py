@@ -7,8 +7,10 @@ Each variant gets its own topic namespace and shard store on one broker:
 * ``after``: the realistic crew (mostly careful, some fatigued / careless / deferred),
   retriever then ranker, each promoted only if it passes the product's gate on the
   processors' eval slice (what production would serve);
-* ablation ``judge``: 25% careless agents, with and without the Virtual Judge;
-* ablation ``missing_knowledge``: all agents annotate immediately vs all deferred;
+* ablation ``judge``: 25% careless agents, with and without the Virtual Judge (retriever
+  then ranker: careless relevance labels reach both);
+* ablation ``missing_knowledge``: all agents annotate immediately vs all deferred
+  (retriever: missing knowledge is its signal);
 * ``oracle``: the same trainers fed the gold labels of the replayed cases directly.
 
 Ablations and the oracle promote every candidate: they measure what their training data
@@ -39,7 +41,7 @@ from aitl.flywheel import report
 from aitl.flywheel.agents import Profile, make_agents
 from aitl.flywheel.evaluate import measure
 from aitl.flywheel.judging import judge_table, scrape_judge
-from aitl.flywheel.simulate import Suggestion, simulate
+from aitl.flywheel.simulate import Suggestion, shift_clock, simulate
 from aitl.flywheel.stack import Stack
 from aitl.kafka_local import free_port
 from aitl.shards import Manifest, ShardStore
@@ -53,7 +55,7 @@ from streams import events as ev
 from streams.admin import ensure_topics
 from streams.producer import Publisher
 
-STEP_S = 2  # simulated seconds between two cases
+CARELESS_25: dict[Profile, float] = {"careful": 0.75, "careless": 0.25}
 REALISTIC: dict[Profile, float] = {
     "careful": 0.7,
     "fatigued": 0.1,
@@ -228,17 +230,14 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
         before = measure(stock.suggest_many(held_out), held_out)
     report.show({"before": before}, f"stock models on {dataset.name}", console)
 
-    # a simulated shift: case i happens STEP_S after case i-1, and the replay is exactly one
-    # split period, so the processors' eval slice is the last 10% of the replayed cases
-    period_s = len(replay) * STEP_S
-    base = datetime.fromtimestamp((time.time() // period_s - 1) * period_s, UTC)
-    clock = lambda i: base + timedelta(seconds=i * STEP_S)  # noqa: E731
+    # a simulated shift: the processors' eval slice is the last 10% of the replayed cases
+    period_s, clock = shift_clock(len(replay))
 
     variants = [Variant("after", REALISTIC, "rule", cfg.main_components, gated=True)]
     if cfg.ablations:
         variants += [
-            Variant("judge_with", {"careful": 0.75, "careless": 0.25}, "rule"),
-            Variant("judge_without", {"careful": 0.75, "careless": 0.25}, "none"),
+            Variant("judge_with", CARELESS_25, "rule", cfg.main_components),
+            Variant("judge_without", CARELESS_25, "none", cfg.main_components),
             Variant("mk_immediate", {"careful": 1.0}, "rule"),
             Variant("mk_deferred", {"deferred": 1.0}, "rule"),
         ]
@@ -386,6 +385,10 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
             "ranker_kind": cfg.ranker_kind,
             "epochs": cfg.epochs,
             "replies": "extractive",
+            "ablation_components": {
+                "judge": [c.value.lower() for c in cfg.main_components],
+                "missing_knowledge": ["retriever"],
+            },
             "helpfulness_judge": "reference similarity",
         },
         "cycles": cycles,

@@ -24,7 +24,7 @@ from aitl.flywheel import report
 from aitl.flywheel.agents import Profile, make_agents
 from aitl.flywheel.evaluate import measure, suggest_all
 from aitl.flywheel.judging import judge_table, scrape_judge
-from aitl.flywheel.simulate import HttpSuggester, simulate
+from aitl.flywheel.simulate import HttpSuggester, shift_clock, simulate
 from aitl.flywheel.stack import Stack
 from aitl.kafka_local import free_port
 from aitl.shards import ShardStore
@@ -46,7 +46,8 @@ DEFAULT_MIX: dict[Profile, float] = {
 @dataclass
 class DemoConfig:
     workdir: Path = Path(".aitl/demo")
-    cases: int = 150  # replayed + held out (the last 10% are held out, never annotated)
+    cases: int = 150  # replayed through the assistant and annotated, in order
+    held_out: int = 30  # the cases after them: measured before and after, never annotated
     agents: int = 10
     mix: dict[Profile, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     seed: int = 7
@@ -60,8 +61,7 @@ class DemoConfig:
     variant_b: str = "extractive"
     swap_timeout_s: float = 300.0
     gate_margin: float | None = None  # None: the trainers' default; < 0 promotes any candidate
-    split_period_s: float = 30.0  # processors' temporal split period (eval = its last share)
-    eval_fraction: float = 0.1
+    eval_fraction: float = 0.1  # the processors' temporal eval slice: the replay's last share
     measure_replies: bool = True
 
 
@@ -127,12 +127,15 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
     console = console or Console()
     started = time.perf_counter()
     shutil.rmtree(cfg.workdir, ignore_errors=True)
-    data_dir = generate_demo(cfg.workdir / "data", n_cases=cfg.cases, seed=cfg.seed)
+    n = cfg.cases + cfg.held_out
+    data_dir = generate_demo(cfg.workdir / "data", n_cases=n, seed=cfg.seed)
     dataset = load_dstc(data_dir, name="demo")
-    replay, held_out = dataset.temporal_split(0.9)
+    replay, held_out = dataset.temporal_split(cfg.cases / n)
+    # a simulated shift: the processors' eval slice is the last share of the replay
+    period_s, clock = shift_clock(len(replay))
     extra = {
         "AITL_PROCESSORS_SEAL_AGE_S": "5",
-        "AITL_PROCESSORS_SPLIT_PERIOD_S": str(cfg.split_period_s),
+        "AITL_PROCESSORS_SPLIT_PERIOD_S": str(period_s),
         "AITL_PROCESSORS_EVAL_FRACTION": str(cfg.eval_fraction),
         "AITL_PROCESSORS_ADOPTION_WAIT_S": "5",
         "AITL_METRICS_PORT": str(free_port()),
@@ -183,6 +186,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
                 pub,
                 concurrency=cfg.concurrency,
                 on_case=lambda n: progress.advance(task, n),
+                clock=clock,
             )
         timings["simulate_s"] = time.perf_counter() - t
         console.print(

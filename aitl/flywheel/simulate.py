@@ -10,10 +10,11 @@ the dataset's.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -100,6 +101,20 @@ def interaction(case: Case, at: datetime | None = None) -> ev.CustomerInteractio
         customer_message=last[1],
         history=[ev.Turn(speaker=ev.Speaker(speaker(s)), text=t) for s, t in earlier],
     )
+
+
+STEP_S = 2.0  # simulated seconds between two cases of a shift
+
+
+def shift_clock(n_cases: int, step_s: float = STEP_S) -> tuple[float, Callable[[int], datetime]]:
+    """A simulated shift for a replay of ``n_cases``: case i happens ``step_s`` after case
+    i - 1, starting at the boundary of the last whole split period, and the replay is
+    exactly one period long. Returns ``(period_s, clock)``: run the processors with
+    ``AITL_PROCESSORS_SPLIT_PERIOD_S=period_s`` and their temporal eval slice is exactly
+    the replay's last share, however fast the replay runs."""
+    period_s = max(1, n_cases) * step_s
+    base = datetime.fromtimestamp((time.time() // period_s - 1) * period_s, UTC)
+    return period_s, lambda i: base + timedelta(seconds=i * step_s)
 
 
 @dataclass

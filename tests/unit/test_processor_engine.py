@@ -13,6 +13,7 @@ import pytest
 from aitl.settings import KafkaSettings
 from aitl.shards import ShardStore
 from processors.engine import Engine, Outputs, Record
+from processors.examples import PromptShape
 from processors.judge import RuleJudge
 from processors.offsets import AckTracker, Ticket
 from processors.redact import Redactor
@@ -198,6 +199,22 @@ async def test_missing_knowledge_texts_are_waited_for_then_noted(tmp_path: Path)
     await h2.feed(S["suggestion"], S["adoption"])
     ((verdict, _),) = (await h2.tick(31)).verdicts
     assert "knowledge_missing:3" in verdict.reasons
+
+
+async def test_an_adoption_waits_only_for_the_knowledge_its_prompt_shows(
+    tmp_path: Path,
+) -> None:
+    ranked = [k.knowledge_id for k in S["suggestion"].ranked]
+    assert len(ranked) >= 2
+    h = Harness(tmp_path, knowledge={ranked[0]: "the first object's text"})
+    h.engine.prompt_shape = PromptShape(knowledge=1, chars=300)
+    await h.feed(S["suggestion"], S["adoption"])
+    (verdict,) = verdicts(h.out).values()  # judged at once: objects 2+ are not in the prompt
+    assert verdict.accepted and not any(r.startswith("knowledge_missing") for r in verdict.reasons)
+    h2 = Harness(tmp_path / "b", knowledge={ranked[0]: "the first object's text"})
+    h2.engine.prompt_shape = PromptShape(knowledge=2, chars=300)
+    await h2.feed(S["suggestion"], S["adoption"])
+    assert not h2.out.verdicts  # the second shown object's text is still to come
 
 
 async def test_undecodable_and_invalid_messages_go_to_the_dlq(h: Harness) -> None:

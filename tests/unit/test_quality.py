@@ -68,7 +68,11 @@ def test_the_readme_results_section_is_rewritten_between_its_markers(tmp_path: P
         "after": better,
         "oracle": {k: v * 2 for k, v in row.items()},
         "cycle_seconds": 90.0,
-        "config": {"replies": "extractive", "helpfulness_judge": "reference similarity"},
+        "config": {
+            "replies": "extractive",
+            "helpfulness_judge": "reference similarity",
+            "ablation_components": {"judge": ["retriever", "ranker"]},
+        },
         "ablations": {
             "judge": {"with": better, "without": row},
             "missing_knowledge": {"immediate": better, "deferred": row},
@@ -80,7 +84,9 @@ def test_the_readme_results_section_is_rewritten_between_its_markers(tmp_path: P
     text = readme.read_text()
     assert "old" not in text and text.endswith("## Next\n")
     assert "| Recall@75 | 0.500 | 0.750 | +50.0% | +11.7% | 1.000 | +50.0% |" in text
-    assert "| 25% careless agents, without it | 0.500 | 0.200 | 0.100 |" in text
+    row_text = "| 25% careless agents, without it | retriever + ranker | 0.500 | 0.200 | 0.100 |"
+    assert row_text in text
+    assert "| missing knowledge annotated deferred | retriever | 0.500 |" in text
     assert update_readme(readme, doc) and readme.read_text() == text  # idempotent
     plain = tmp_path / "OTHER.md"
     plain.write_text("no markers\n")
