@@ -270,6 +270,10 @@ def benchmark(
     agents: int = typer.Option(20, help="simulated agents per variant"),
     ablations: bool = typer.Option(True, help="run the judge and missing-knowledge ablations"),
     epochs: float = typer.Option(1.0, help="training epochs per cycle"),
+    judge_seeds: str = typer.Option(
+        "", help="more agent seeds for the judge ablation, comma-separated (its spread)"
+    ),
+    judge_only: bool = typer.Option(False, help="run only the judge ablation, every seed"),
     workdir: Path = typer.Option(Path(".aitl/benchmark"), help="where shards and models go"),
     readme: Path | None = typer.Option(None, help="rewrite this README's results section"),
 ) -> None:
@@ -292,9 +296,11 @@ def benchmark(
         agents=agents,
         ablations=ablations,
         epochs=epochs,
+        judge_seeds=tuple(int(x) for x in judge_seeds.split(",") if x.strip()),
+        judge_only=judge_only,
     )
     doc = run_benchmark(cfg, console)
-    if readme is not None:
+    if readme is not None and not judge_only:
         from aitl.flywheel.report import update_readme
 
         if update_readme(readme, doc):

@@ -125,6 +125,7 @@ class Variant:
     judge: str = "rule"  # rule | none
     components: tuple[ev.Component, ...] = (ev.Component.RETRIEVER,)
     gated: bool = False  # the product's promotion gate; False: every candidate is measured
+    seed: int | None = None  # the agents' seed (None: the benchmark's)
 
 
 @dataclass
@@ -139,6 +140,8 @@ class BenchmarkConfig:
     main_components: tuple[ev.Component, ...] = (ev.Component.RETRIEVER, ev.Component.RANKER)
     ablations: bool = True
     epochs: float = 1.0
+    judge_seeds: tuple[int, ...] = ()  # more agent seeds for the judge ablation: its spread
+    judge_only: bool = False  # only the judge ablation (every seed); writes its own report
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -204,6 +207,61 @@ def _oracle_shards(
             )
 
 
+METRIC_KEYS = ("recall_at_75", "recall_at_8", "precision_at_8", "helpfulness", "adoption")
+
+
+def _pick(row: dict[str, float]) -> dict[str, float]:
+    return {k: row[k] for k in METRIC_KEYS if k in row}
+
+
+def judge_by_seed(cfg: BenchmarkConfig, results: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The judge ablation for each agent seed, and with-minus-without per metric."""
+    out: dict[str, Any] = {}
+    for seed in (cfg.seed, *cfg.judge_seeds):
+        suffix = "" if seed == cfg.seed else f"_seed{seed}"
+        w, wo = results[f"judge_with{suffix}"], results[f"judge_without{suffix}"]
+        out[str(seed)] = {
+            "with": _pick(w),
+            "without": _pick(wo),
+            "difference": {k: w[k] - wo[k] for k in METRIC_KEYS},
+        }
+    return out
+
+
+def _judge_report(
+    cfg: BenchmarkConfig,
+    dataset: Dataset,
+    results: dict[str, dict[str, float]],
+    cycles: dict[str, Any],
+    console: Console,
+) -> dict[str, Any]:
+    """``judge_only``: the judge ablation per seed, the mean difference and its range."""
+    by_seed = judge_by_seed(cfg, results)
+    diffs = [row["difference"] for row in by_seed.values()]
+    summary = {
+        k: {
+            "mean": float(np.mean([d[k] for d in diffs])),
+            "min": min(d[k] for d in diffs),
+            "max": max(d[k] for d in diffs),
+        }
+        for k in METRIC_KEYS
+    }
+    doc = {
+        "dataset": {"name": dataset.name, "path": str(cfg.dataset)},
+        "judge_by_seed": by_seed,
+        "difference": summary,
+        "config": {"agents": cfg.agents, "mix": CARELESS_25, "epochs": cfg.epochs},
+        "cycles": cycles,
+    }
+    report.write_json(doc, cfg.out)
+    for k, v in summary.items():
+        console.print(
+            f"with - without the judge, {k}: mean {v['mean']:+.4f} "
+            f"(min {v['min']:+.4f}, max {v['max']:+.4f}) over {len(diffs)} seeds"
+        )
+    return doc
+
+
 def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[str, Any]:
     from trainers.config import CycleConfig
     from trainers.cycle import run_cycle
@@ -233,14 +291,21 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
     # a simulated shift: the processors' eval slice is the last 10% of the replayed cases
     period_s, clock = shift_clock(len(replay))
 
-    variants = [Variant("after", REALISTIC, "rule", cfg.main_components, gated=True)]
-    if cfg.ablations:
-        variants += [
-            Variant("judge_with", CARELESS_25, "rule", cfg.main_components),
-            Variant("judge_without", CARELESS_25, "none", cfg.main_components),
-            Variant("mk_immediate", {"careful": 1.0}, "rule"),
-            Variant("mk_deferred", {"deferred": 1.0}, "rule"),
-        ]
+    judge_pairs = [
+        Variant(f"judge_{side}{suffix}", CARELESS_25, judge, cfg.main_components, seed=seed)
+        for seed, suffix in [(cfg.seed, ""), *((s, f"_seed{s}") for s in cfg.judge_seeds)]
+        for side, judge in (("with", "rule"), ("without", "none"))
+    ]
+    if cfg.judge_only:
+        variants = judge_pairs
+    else:
+        variants = [Variant("after", REALISTIC, "rule", cfg.main_components, gated=True)]
+        if cfg.ablations:
+            variants += judge_pairs
+            variants += [
+                Variant("mk_immediate", {"careful": 1.0}, "rule"),
+                Variant("mk_deferred", {"deferred": 1.0}, "rule"),
+            ]
     results: dict[str, dict[str, float]] = {"before": before}
     cycles: dict[str, Any] = {}
     gated = CycleConfig(progress=False, plot=False)
@@ -294,7 +359,8 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
             with Publisher(settings.kafka, producer_name="aitl-benchmark") as pub:
                 pub.publish_many(knowledge_events(dataset.knowledge))
             service = stack.start(f"processors-{variant.name}", "processors", "start")
-            agents = make_agents(cfg.agents, variant.mix, seed=cfg.seed)
+            seed = cfg.seed if variant.seed is None else variant.seed
+            agents = make_agents(cfg.agents, variant.mix, seed=seed)
             with (
                 console.status(f"{variant.name}: agents annotating {len(replay)} cases"),
                 Publisher(settings.kafka, producer_name="aitl-simulator") as pub,
@@ -344,6 +410,9 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
                 {"before": before, variant.name: results[variant.name]}, variant.name, console
             )
 
+        if cfg.judge_only:
+            return _judge_report(cfg, dataset, results, cycles, console)
+
         # oracle: gold labels straight into the trainers
         t = time.perf_counter()
         odir = cfg.workdir / "oracle"
@@ -361,8 +430,8 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
         results["oracle"] = evaluate(settings, registry)
         results["oracle"]["seconds"] = time.perf_counter() - t
 
-    keys = ("recall_at_75", "recall_at_8", "precision_at_8", "helpfulness", "adoption")
-    pick = lambda r: {k: r[k] for k in keys if k in r}  # noqa: E731
+    pick = _pick
+    keys = METRIC_KEYS
     doc: dict[str, Any] = {
         "dataset": {
             "name": dataset.name,
@@ -404,6 +473,8 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
                 "deferred": pick(results["mk_deferred"]),
             },
         }
+        if cfg.judge_seeds:
+            doc["ablations"]["judge_by_seed"] = judge_by_seed(cfg, results)
     report.write_json(doc, cfg.out)
     rows_table = {n: results[n] for n in ("before", "after", "oracle")}
     report.show(rows_table, f"aitl benchmark on {dataset.name}", console)

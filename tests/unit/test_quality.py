@@ -115,3 +115,22 @@ def test_judge_summary_reads_the_processors_metrics() -> None:
     assert got["total"] == 10 and got["rejection_rate"] == pytest.approx(0.4)
     assert list(got["reasons"])[-1] == "fatigue_default_run"
     assert judge_table(got).row_count == 2
+
+
+def test_the_judge_ablation_is_reported_per_seed_as_with_minus_without(tmp_path: Path) -> None:
+    from aitl.flywheel.benchmark import BenchmarkConfig, judge_by_seed
+
+    cfg = BenchmarkConfig(dataset=tmp_path, out=tmp_path / "x.json", seed=11, judge_seeds=(12,))
+    row = {"recall_at_75": 0.9, "recall_at_8": 0.7, "precision_at_8": 0.3}
+    row |= {"helpfulness": 0.6, "adoption": 0.1}
+    results = {
+        "judge_with": row,
+        "judge_without": {k: v - 0.01 for k, v in row.items()},
+        "judge_with_seed12": row,
+        "judge_without_seed12": {k: v + 0.02 for k, v in row.items()},
+    }
+    out = judge_by_seed(cfg, results)
+    assert set(out) == {"11", "12"}
+    assert out["11"]["difference"]["recall_at_75"] == pytest.approx(0.01)
+    assert out["12"]["difference"]["precision_at_8"] == pytest.approx(-0.02)
+    assert out["12"]["without"]["adoption"] == pytest.approx(0.12)
