@@ -205,6 +205,12 @@ class KafkaLifecycleLog:
         if self._publisher.flush(60) or self._publisher.failed:
             raise RegistryError(f"lifecycle event not acknowledged: {self._publisher.failed[-1:]}")
 
+    def close(self) -> None:
+        """Flush and close the producer (before the broker goes away)."""
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
+
 
 def wait_for_topic(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) -> list[int]:
     """The topic's partition ids once every one has a leader; [] if the topic is absent."""

@@ -201,7 +201,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
             console.print(judge_table(judged))
         console.print(f"[green]✓[/] sealed shard rows: {rows}")
 
-        registry = Registry(KafkaLifecycleLog(settings.kafka))
+        lifecycle_log = KafkaLifecycleLog(settings.kafka)
+        registry = Registry(lifecycle_log)
         kb = [(k.id, k.text) for k in dataset.knowledge]
         config = CycleConfig()
         config.generator.max_steps = cfg.generator_steps
@@ -225,6 +226,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
             if result.action.value == "PROMOTED":
                 promoted[component.value.lower()] = result.version
         timings["train_s"] = time.perf_counter() - t
+        lifecycle_log.close()
 
         with console.status(f"hot-swapping {promoted or 'nothing'} in the serving application"):
             t = time.perf_counter()

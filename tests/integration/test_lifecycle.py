@@ -27,13 +27,16 @@ R = Component.RETRIEVER
 
 def test_rollback_on_the_topic_restores_the_previous_version(kafka_settings: KafkaSettings) -> None:
     ensure_topics(kafka_settings)
-    writer = Registry(KafkaLifecycleLog(kafka_settings))
+    log = KafkaLifecycleLog(kafka_settings)
+    writer = Registry(log)
     for v in ("v1", "v2"):
         writer.register(R, v, f"/ckpt/{v}", snapshot_id=f"snap-{v}", metrics={"mrr": 0.5})
         writer.promote(R, v)
     writer.register(R, "v3", "/ckpt/v3", snapshot_id="snap-v3")
     writer.reject(R, "v3", "mrr 0.4 does not beat serving 0.5 by more than 0.0")
     writer.rollback(R, reason="integration test")
+    log.close()  # its producer flushed and gone; a later append opens a new one
+    log.close()
 
     events = KafkaLifecycleLog(kafka_settings).read()  # a fresh reader, from the topic
     rolled = [e for e in events if e.action is LifecycleAction.ROLLED_BACK]
