@@ -79,8 +79,8 @@ def decide(
             True, metric, cand, base, margin, f"{metric} {cand:.4f} > {base:.4f} + margin {margin}"
         )
     n = candidate.get("queries") or candidate.get("judged_pairs")
-    tolerance = max(_EPS, config.tie_queries / n) if n else _EPS
-    if abs(delta) <= _EPS or abs(delta) < tolerance - _EPS:
+    tolerance = config.tie_queries / n if n else 0.0
+    if abs(delta) <= max(_EPS, tolerance - _EPS):
         tie = TIE_BREAK[component]
         c2, b2 = candidate.get(tie), serving.get(tie)
         if c2 is None or b2 is None:

@@ -214,12 +214,18 @@ def _pick(row: dict[str, float]) -> dict[str, float]:
     return {k: row[k] for k in METRIC_KEYS if k in row}
 
 
+def _judge_variant(cfg: BenchmarkConfig, side: str, seed: int) -> str:
+    """The judge ablation variant's name: ``judge_with`` / ``judge_without`` for the
+    benchmark's seed, ``judge_with_seed12`` for another."""
+    return f"judge_{side}" + ("" if seed == cfg.seed else f"_seed{seed}")
+
+
 def judge_by_seed(cfg: BenchmarkConfig, results: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The judge ablation for each agent seed, and with-minus-without per metric."""
     out: dict[str, Any] = {}
     for seed in (cfg.seed, *cfg.judge_seeds):
-        suffix = "" if seed == cfg.seed else f"_seed{seed}"
-        w, wo = results[f"judge_with{suffix}"], results[f"judge_without{suffix}"]
+        w = results[_judge_variant(cfg, "with", seed)]
+        wo = results[_judge_variant(cfg, "without", seed)]
         out[str(seed)] = {
             "with": _pick(w),
             "without": _pick(wo),
@@ -292,8 +298,8 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
     period_s, clock = shift_clock(len(replay))
 
     judge_pairs = [
-        Variant(f"judge_{side}{suffix}", CARELESS_25, judge, cfg.main_components, seed=seed)
-        for seed, suffix in [(cfg.seed, ""), *((s, f"_seed{s}") for s in cfg.judge_seeds)]
+        Variant(_judge_variant(cfg, side, seed), CARELESS_25, judge, cfg.main_components, seed=seed)
+        for seed in (cfg.seed, *cfg.judge_seeds)
         for side, judge in (("with", "rule"), ("without", "none"))
     ]
     if cfg.judge_only:
@@ -430,8 +436,6 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
         results["oracle"] = evaluate(settings, registry)
         results["oracle"]["seconds"] = time.perf_counter() - t
 
-    pick = _pick
-    keys = METRIC_KEYS
     doc: dict[str, Any] = {
         "dataset": {
             "name": dataset.name,
@@ -440,11 +444,12 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
             "replayed": len(replay),
             "held_out": len(held_out),
         },
-        "before": pick(before),
-        "after": pick(results["after"]),
-        "oracle": pick(results["oracle"]),
+        "before": _pick(before),
+        "after": _pick(results["after"]),
+        "oracle": _pick(results["oracle"]),
         "gap_closed": {
-            k: report.gap_closed(before[k], results["after"][k], results["oracle"][k]) for k in keys
+            k: report.gap_closed(before[k], results["after"][k], results["oracle"][k])
+            for k in METRIC_KEYS
         },
         "cycle_seconds": results["after"]["seconds"],
         "config": {
@@ -465,12 +470,12 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
     if cfg.ablations:
         doc["ablations"] = {
             "judge": {
-                "with": pick(results["judge_with"]),
-                "without": pick(results["judge_without"]),
+                "with": _pick(results["judge_with"]),
+                "without": _pick(results["judge_without"]),
             },
             "missing_knowledge": {
-                "immediate": pick(results["mk_immediate"]),
-                "deferred": pick(results["mk_deferred"]),
+                "immediate": _pick(results["mk_immediate"]),
+                "deferred": _pick(results["mk_deferred"]),
             },
         }
         if cfg.judge_seeds:

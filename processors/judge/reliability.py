@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class ReliabilitySignal:
     reject_rate: float  # over the agent's record before this annotation
-    on_record: int
     weight: float
     reasons: tuple[str, ...]
 
@@ -47,5 +46,5 @@ class ReliabilityTracker:
         rate = sum(record) / (n + self.prior)
         record.append(rejected_by_rules)
         if n >= self.min_annotations and rate > self.max_reject_rate:
-            return ReliabilitySignal(rate, n, 0.0, (f"unreliable_agent:{rate:.2f}",))
-        return ReliabilitySignal(rate, n, 1.0 - rate, ())
+            return ReliabilitySignal(rate, 0.0, (f"unreliable_agent:{rate:.2f}",))
+        return ReliabilitySignal(rate, 1.0 - rate, ())
