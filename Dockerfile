@@ -20,6 +20,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-project
 # The project itself, installed editable: code finds schemas/ beside its packages.
 COPY schemas ./schemas
+COPY kernel ./kernel
 COPY aitl ./aitl
 COPY streams ./streams
 COPY processors ./processors

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aitl.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings
 
 app = typer.Typer(help="aitl: the agent-in-the-loop data flywheel.", no_args_is_help=True)
 topics_app = typer.Typer(help="The topic catalog on the cluster.", no_args_is_help=True)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aitl.kafka_local import LocalKafka, LocalKafkaError
-from aitl.settings import load_settings
+from kernel.settings import load_settings
 
 app = typer.Typer(help="Run the local Apache Kafka broker (KRaft, one node).", no_args_is_help=True)
 console = Console()

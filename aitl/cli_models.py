@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aitl.settings import Settings, load_settings
-from streams.events import Component
+from kernel.events import Component
+from kernel.settings import Settings, load_settings
 
 models_app = typer.Typer(
     help="Model versions: list, show lineage, promote, roll back.", no_args_is_help=True

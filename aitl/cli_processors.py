@@ -10,7 +10,7 @@ import sys
 import typer
 from rich.console import Console
 
-from aitl.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings
 from processors.settings import ProcessorSettings
 
 app = typer.Typer(help="The stream processors (Faust).", no_args_is_help=True)

@@ -22,7 +22,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from aitl.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings
 
 app = typer.Typer(
     help="The Ray Serve application (retriever, ranker, generator).", no_args_is_help=True

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
 from streams.catalog import Topics
 
 ROOT = Path(__file__).resolve().parents[1]

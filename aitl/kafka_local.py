@@ -28,7 +28,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
 
 _log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import uvicorn
 from confluent_kafka import Producer
 
 from aitl.kafka_local import free_port
-from aitl.settings import KafkaSettings, Settings
-from streams import events as ev
+from kernel import events as ev
+from kernel.settings import KafkaSettings, Settings
 from streams.admin import ensure_topics
 from streams.catalog import Topics
 from streams.config import producer_config

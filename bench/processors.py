@@ -23,8 +23,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from aitl.settings import KafkaSettings
-from processors.workload import make_workload
+from bench.workload import make_workload
+from kernel.settings import KafkaSettings
 from streams.admin import ensure_topics
 from streams.catalog import Topics
 from streams.config import consumer_config, producer_config

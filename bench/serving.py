@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from aitl.kafka_local import free_port
-from aitl.settings import KafkaSettings, Settings
+from kernel.settings import KafkaSettings, Settings
 from serving.knowledge.dataset import Dataset, load_dstc
 
 HOTEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dstc11-hotel"

@@ -15,15 +15,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aitl.models import resolve_generator
-from aitl.settings import KafkaSettings, Settings
-from aitl.shards import ShardStore
+from bench.synthetic import synthetic_kb, write_synthetic_shards
+from kernel.models import resolve_generator
+from kernel.settings import KafkaSettings, Settings
+from kernel.shards import ShardStore
 from trainers.config import CycleConfig, GeneratorConfig, RetrieverConfig
 from trainers.cycle import run_cycle
 from trainers.generator import train_generator
 from trainers.registry import KafkaLifecycleLog, MemoryLifecycleLog, Registry
 from trainers.snapshot import read_split, rows_of, take_snapshot
-from trainers.synthetic import synthetic_kb, write_synthetic_shards
 
 CYCLE_EXAMPLES = 2000
 EVAL_EXAMPLES = 200

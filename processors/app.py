@@ -29,9 +29,8 @@ from typing import Any, cast
 import faust
 from faust.types import TP
 
-from aitl.security import faust_credentials
-from aitl.settings import Settings
-from aitl.shards import ShardStore
+from kernel.settings import Settings
+from kernel.shards import ShardStore
 from processors import metrics
 from processors.engine import Engine, Outputs, Record
 from processors.examples import PromptShape
@@ -44,6 +43,7 @@ from processors.settings import ProcessorSettings
 from processors.split import SplitRule
 from streams.catalog import Topics
 from streams.config import bootstrap
+from streams.security import faust_credentials
 from streams.serde import AvroSerde
 
 log = logging.getLogger(__name__)

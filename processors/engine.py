@@ -24,15 +24,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from processors import metrics
-from processors.examples import PromptShape, build_examples, needed_knowledge
-from processors.judge.base import Judge, JudgeInput, Verdict, annotation_type, reason_code
-from processors.offsets import Ticket
-from processors.redact import Redactor, redact_event
-from processors.sealer import SealedShard, ShardWriter
-from processors.split import SplitRule
-from streams.dlq import dead_letter_headers
-from streams.events import (
+from kernel.events import (
     ANNOTATIONS,
     AdoptionDecision,
     Annotation,
@@ -45,6 +37,14 @@ from streams.events import (
     SuggestionServed,
     Turn,
 )
+from processors import metrics
+from processors.examples import PromptShape, build_examples, needed_knowledge
+from processors.judge.base import Judge, JudgeInput, Verdict, annotation_type, reason_code
+from processors.offsets import Ticket
+from processors.redact import Redactor, redact_event
+from processors.sealer import SealedShard, ShardWriter
+from processors.split import SplitRule
+from streams.dlq import dead_letter_headers
 from streams.serde import AvroSerde, SerializationError
 
 log = logging.getLogger(__name__)

@@ -1,12 +1,12 @@
 """Training examples from accepted annotations, one row dict per example, in the row
-schemas of ``aitl/shards.py``.
+schemas of ``kernel/shards.py``.
 
 * retriever: query -> positive knowledge text; hard negatives = shown objects the agent
   marked IRRELEVANT (relevance), or the knowledge the agent had to find elsewhere
   (missing knowledge, no negatives).
 * ranker: query, knowledge object, graded label (RELEVANT 1.0, PARTIAL 0.5, IRRELEVANT 0.0).
 * generator: ORPO pairs: prompt with the knowledge shown (the serving generator's chat
-  messages as JSON, see ``serving.prompt``: the first ``PromptShape.knowledge`` ranked
+  messages as JSON, see ``kernel.prompt``: the first ``PromptShape.knowledge`` ranked
   objects, clipped like serving clips them), chosen and rejected replies, the rationale.
 
 ``example_id`` is the annotation's event id plus a suffix, so a replayed annotation yields
@@ -20,9 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from processors.judge.base import JudgeInput, Verdict
-from serving.prompt import Snippet, build_messages
-from streams.events import (
+from kernel.events import (
     Adoption,
     AdoptionDecision,
     Annotation,
@@ -33,6 +31,8 @@ from streams.events import (
     Relevance,
     Turn,
 )
+from kernel.prompt import Snippet, build_messages
+from processors.judge.base import JudgeInput, Verdict
 
 Rows = dict[str, list[dict[str, Any]]]  # component -> rows
 LABEL_VALUE = {Relevance.RELEVANT: 1.0, Relevance.PARTIAL: 0.5, Relevance.IRRELEVANT: 0.0}
@@ -53,7 +53,7 @@ def build_prompt(
     history: list[Turn] | None = None,
     chars: int = 300,
 ) -> str:
-    """The generator prompt exactly as serving builds it (``serving.prompt``): a JSON list
+    """The generator prompt exactly as serving builds it (``kernel.prompt``): a JSON list
     of chat messages, the numbered knowledge shown in the system turn, then the
     conversation, so training sees what serving shows. Style A (serving's default)."""
     turns = tuple((t.speaker.value, t.text) for t in history or [])

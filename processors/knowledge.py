@@ -20,12 +20,12 @@ from collections.abc import Iterator, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from aitl.settings import KafkaSettings
+from kernel.events import KnowledgeChanged, KnowledgeOp
+from kernel.settings import KafkaSettings
 from processors import metrics
 from processors.redact import Redactor
 from streams.catalog import Topics
 from streams.config import consumer_config
-from streams.events import KnowledgeChanged, KnowledgeOp
 from streams.serde import AvroSerde, SerializationError
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aitl.shards import COMPONENTS, ROW_SCHEMAS, Manifest, ShardStore
+from kernel.events import Component, OffsetRange, ShardSealed, Split
+from kernel.shards import COMPONENTS, ROW_SCHEMAS, Manifest, ShardStore
 from processors import metrics
 from processors.offsets import Ticket
-from streams.events import Component, OffsetRange, ShardSealed, Split
 
 Key = tuple[str, str]  # (component, split), lower case as the store spells them
 

@@ -1,7 +1,7 @@
 """Processor settings, read once at the entrypoint (env prefix ``AITL_PROCESSORS_``).
 
 Every default runs on one laptop; every one can be overridden for a cluster. Library code
-receives this object (and :class:`aitl.settings.Settings`); it never reads the environment.
+receives this object (and :class:`kernel.settings.Settings`); it never reads the environment.
 """
 
 from __future__ import annotations

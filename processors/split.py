@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from streams.events import Split
+from kernel.events import Split
 
 
 @dataclass(frozen=True)

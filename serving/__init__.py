@@ -6,8 +6,8 @@ What other folders call (no Ray needed):
   / ``serving.generator.load_generator(spec, stock_model)``: a stock model or a checkpoint
   (``ModelSpec(version, artifact_uri)`` from ``serving.checkpoints``).
 - ``serving.offline.evaluate_retrieval(knowledge, cases, encoder, ranker)`` and the pure
-  metrics in ``serving.evaluate``.
-- ``serving.prompt.build_messages`` / ``ground``: the generator prompt and citations.
+  metrics in ``kernel.ranking``.
+- ``kernel.prompt.build_messages`` / ``ground``: the generator prompt and citations.
 
 ``serving.app.build_app`` / ``start`` run the application (``aitl serve start``).
 """

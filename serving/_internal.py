@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Self
 
-from aitl.settings import KafkaSettings
+from kernel.events import Event
+from kernel.settings import KafkaSettings
 from streams.catalog import Topics
 from streams.consumer import EventConsumer
-from streams.events import Event
 
 log = logging.getLogger(__name__)
 

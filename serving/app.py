@@ -23,17 +23,17 @@ from typing import Any, cast
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from aitl.settings import Settings
+from kernel.events import Component
+from kernel.prompt import Snippet
+from kernel.settings import Settings
 from serving.checkpoints import ModelSpec
 from serving.config import ServingSettings
 from serving.generator import load_generator
 from serving.knowledge.index import KnowledgeIndex, open_client
 from serving.knowledge.indexer import KnowledgeIndexer, LiveIndex
-from serving.prompt import Snippet
 from serving.ranker import load_ranker
 from serving.retriever import load_encoder
 from serving.watcher import LifecycleWatcher
-from streams.events import Component
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ def start(settings: Settings, cfg: ServingSettings) -> DeploymentHandle:
 def app_builder(args: dict[str, str]) -> serve.Application:
     """Ray Serve application builder (``serving.app:app_builder``, e.g. in a KubeRay
     RayService): settings come from the environment of the Ray cluster."""
-    from aitl.settings import load_settings
+    from kernel.settings import load_settings
     from serving.config import load_serving_settings
 
     return build_app(load_settings(), load_serving_settings())

@@ -1,7 +1,7 @@
 """From a lifecycle ``artifact_uri`` to a local checkpoint directory and its model card.
 
 Trainers write checkpoints to the checkpoint store (a local dir or any fsspec URL) with an
-``aitl_model.json`` card (see :mod:`aitl.lifecycle`). Serving reads local paths and
+``aitl_model.json`` card (see :mod:`kernel.lifecycle`). Serving reads local paths and
 ``file://`` URIs in place and copies anything else (``s3://``, ``gs://``, ...) once into a
 local cache keyed by the URI.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aitl.lifecycle import STOCK, read_model_card
+from kernel.lifecycle import STOCK, read_model_card
 
 DEFAULT_CACHE = Path.home() / ".cache" / "aitl" / "checkpoints"
 

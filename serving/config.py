@@ -1,6 +1,6 @@
 """Serving settings (env prefix ``AITL_SERVE_``), read once at the entrypoint.
 
-The models themselves are chosen by :class:`aitl.settings.Settings`
+The models themselves are chosen by :class:`kernel.settings.Settings`
 (``AITL_RETRIEVER_MODEL``, ``AITL_GENERATOR_MODEL``, ``AITL_QDRANT_URL``/``_PATH``,
 ``AITL_RETRIEVE_K``, ``AITL_RANK_K``); this object says how they are served. Defaults
 fit one 2-core laptop: one replica each with fractional CPUs. On a GPU box set e.g.

@@ -32,10 +32,10 @@ from pydantic import BaseModel, Field, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from aitl.settings import Settings
+from kernel.events import Candidate, Envelope, ScoredKnowledge, SuggestionServed
+from kernel.prompt import retrieval_query
+from kernel.settings import Settings
 from serving.config import ServingSettings
-from serving.prompt import retrieval_query
-from streams.events import Candidate, Envelope, ScoredKnowledge, SuggestionServed
 from streams.producer import Publisher
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serving.evaluate import Ranking, evaluate_rankings, rerank_order
+from kernel.ranking import Ranking, evaluate_rankings, rerank_order
 from serving.knowledge.dataset import Case, KnowledgeObject
 from serving.ranker import Ranker
 from serving.retriever import Encoder
@@ -74,7 +74,7 @@ def evaluate_retrieval(
     rank_k: int = 8,
 ) -> dict[str, float]:
     """Recall@retrieve_k, Recall@rank_k, Precision@rank_k, MRR, nDCG of retriever+ranker
-    on ``cases`` (query = ``case.query``), as :func:`serving.evaluate.evaluate_rankings`."""
+    on ``cases`` (query = ``case.query``), as :func:`kernel.ranking.evaluate_rankings`."""
     queries = [c.query for c in cases]
     retrieved = retrieve_all(knowledge, queries, encoder, retrieve_k)
     if ranker is None:

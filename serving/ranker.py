@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from aitl.models import resolve_embedder, resolve_generator
+from kernel.models import resolve_embedder, resolve_generator
 from serving.checkpoints import ModelSpec, load_card
 from serving.retriever import torch_device
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aitl.models import resolve_embedder
+from kernel.models import resolve_embedder
 from serving.checkpoints import ModelSpec, load_card
 
 if TYPE_CHECKING:

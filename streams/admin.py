@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
 from streams.catalog import Topics
 from streams.config import client_config
 

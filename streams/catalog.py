@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from aitl.settings import KafkaSettings
-from streams.events import (
+from kernel.events import (
     AdoptionDecision,
     CustomerInteraction,
     Event,
@@ -23,6 +22,7 @@ from streams.events import (
     ShardSealed,
     SuggestionServed,
 )
+from kernel.settings import KafkaSettings
 
 DAY_MS = 24 * 3600 * 1000
 

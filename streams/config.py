@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aitl.security import aiokafka_security, raise_on_auth_failure
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
+from streams.security import aiokafka_security, raise_on_auth_failure
 
 
 def bootstrap(settings: KafkaSettings) -> str:

@@ -17,11 +17,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from aitl.settings import KafkaSettings
+from kernel.events import Event
+from kernel.settings import KafkaSettings
 from streams.catalog import Topics
 from streams.config import consumer_config, producer_config
 from streams.dlq import dead_letter_headers
-from streams.events import Event
 from streams.serde import AvroSerde, SerializationError
 
 

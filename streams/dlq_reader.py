@@ -6,7 +6,7 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError
 
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
 from streams.catalog import Topics
 from streams.config import consumer_config
 from streams.dlq import DeadLetter

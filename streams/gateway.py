@@ -23,9 +23,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from aitl.security import KafkaSecurityError
-from aitl.settings import Settings
+from kernel.settings import Settings
 from streams.producer import InvalidEvent, Publisher
+from streams.security import KafkaSecurityError
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 from pydantic import ValidationError
 
-from aitl.settings import KafkaSettings
+from kernel.events import EVENT_TYPES, Envelope, Event
+from kernel.settings import KafkaSettings
 from streams.catalog import Topics
 from streams.config import producer_config
-from streams.events import EVENT_TYPES, Envelope, Event
 from streams.serde import AvroSerde, describe_validation_error
 
 

@@ -27,7 +27,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import ValidationError
 
-from streams.events import BY_SCHEMA, Event
+from kernel.events import BY_SCHEMA, Event
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient

@@ -15,7 +15,7 @@ from uuid import uuid4
 import pytest
 
 from aitl.kafka_local import LocalKafka, free_port
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
 
 TESTS_DIR = Path(__file__).parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams import events as ev
+from kernel import events as ev
 
 T0 = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 One cycle, programmatically::
 
-    from aitl.settings import load_settings
+    from kernel.settings import load_settings
     from trainers.cycle import run_cycle
     from trainers.registry import KafkaLifecycleLog, Registry
 

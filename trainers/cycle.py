@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aitl.lifecycle import read_model_card, write_model_card
-from aitl.models import resolve_embedder, resolve_generator
-from aitl.settings import Settings
-from aitl.shards import ShardStore
-from streams.events import Component, LifecycleAction
+from kernel.events import Component, LifecycleAction
+from kernel.lifecycle import read_model_card, write_model_card
+from kernel.models import resolve_embedder, resolve_generator
+from kernel.settings import Settings
+from kernel.shards import ShardStore
 from trainers import generator as gen
 from trainers import ranker as rk
 from trainers import retriever as rt

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from streams.events import Component
+from kernel.events import Component
 from trainers.config import GateConfig
 
 TIE_BREAK = {

@@ -1,6 +1,6 @@
 """Pure ranking and preference metrics (no models, no I/O), shared by every evaluation.
 
-Recall@k, Precision@k and reciprocal rank are serving.evaluate's; this module adds the
+Recall@k, Precision@k and reciprocal rank are kernel.ranking's; this module adds the
 graded nDCG and the per-query aggregates the trainers report.
 
 Conventions: a *ranking* is a list of knowledge ids, best first; *gold* is the set of ids
@@ -14,9 +14,9 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 # one definition of each retrieval metric, shared with serving and the benchmark
-from serving.evaluate import precision_at_k as precision_at_k
-from serving.evaluate import recall_at_k as recall_at_k
-from serving.evaluate import reciprocal_rank as reciprocal_rank
+from kernel.ranking import precision_at_k as precision_at_k
+from kernel.ranking import recall_at_k as recall_at_k
+from kernel.ranking import reciprocal_rank as reciprocal_rank
 
 
 def dcg_at_k(gains: Sequence[float], k: int) -> float:

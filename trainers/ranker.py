@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aitl.lifecycle import read_model_card
+from kernel.lifecycle import read_model_card
 from trainers._internal import (
     TrainResult,
     common_args,

@@ -1,7 +1,7 @@
 """Model registry: checkpoints in a store, lifecycle events on the models topic as truth.
 
 ``Registry`` never keeps state of its own: every question is answered by folding the
-lifecycle log (``aitl.lifecycle.fold``), and every change is one appended event. Each
+lifecycle log (``kernel.lifecycle.fold``), and every change is one appended event. Each
 event repeats the version's artifact, lineage and metrics, because the compacted topic
 keeps only a version's last event.
 """
@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 import fsspec
 
-from aitl.lifecycle import RegistryState, VersionState, fold, previous_serving
-from aitl.settings import KafkaSettings
-from streams.events import Component, Envelope, LifecycleAction, ModelLifecycle, utcnow
+from kernel.events import Component, Envelope, LifecycleAction, ModelLifecycle, utcnow
+from kernel.lifecycle import RegistryState, VersionState, fold, previous_serving
+from kernel.settings import KafkaSettings
 from trainers.snapshot import Snapshot
 
 SNAPSHOTS = "_snapshots"

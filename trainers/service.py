@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from aitl.settings import Settings
-from aitl.shards import ShardStore
-from streams.events import Component, ShardSealed
+from kernel.events import Component, ShardSealed
+from kernel.settings import Settings
+from kernel.shards import ShardStore
 from trainers.config import CycleConfig
 from trainers.cycle import KB, CycleResult, run_cycle
 from trainers.registry import CheckpointStore, Registry, RegistryError, wait_for_topic

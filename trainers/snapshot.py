@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from aitl.shards import ROW_SCHEMAS, Manifest, ShardStore
+from kernel.shards import ROW_SCHEMAS, Manifest, ShardStore
 
 
 class SnapshotError(RuntimeError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from streams import events as ev
+from kernel import events as ev
 
 Profile = Literal["careful", "careless", "fatigued", "deferred"]
 PROFILES: tuple[Profile, ...] = ("careful", "careless", "fatigued", "deferred")

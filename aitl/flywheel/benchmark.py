@@ -44,14 +44,14 @@ from aitl.flywheel.judging import judge_table, scrape_judge
 from aitl.flywheel.simulate import Suggestion, shift_clock, simulate
 from aitl.flywheel.stack import Stack
 from aitl.kafka_local import free_port
-from aitl.shards import Manifest, ShardStore
+from kernel import events as ev
+from kernel.prompt import extractive_answer, retrieval_query
+from kernel.shards import Manifest, ShardStore
 from serving.checkpoints import ModelSpec
 from serving.knowledge.dataset import Case, Dataset, load_dstc
 from serving.knowledge.indexer import knowledge_events
-from serving.prompt import extractive_answer, retrieval_query
 from serving.ranker import Ranker, load_ranker
 from serving.retriever import Encoder, load_encoder
-from streams import events as ev
 from streams.admin import ensure_topics
 from streams.producer import Publisher
 

@@ -27,12 +27,12 @@ from aitl.flywheel.judging import judge_table, scrape_judge
 from aitl.flywheel.simulate import HttpSuggester, shift_clock, simulate
 from aitl.flywheel.stack import Stack
 from aitl.kafka_local import free_port
-from aitl.shards import ShardStore
+from kernel.events import Component
+from kernel.shards import ShardStore
 from serving.knowledge.dataset import load_dstc
 from serving.knowledge.demo_data import generate_demo
 from serving.knowledge.indexer import knowledge_events
 from streams.admin import ensure_topics
-from streams.events import Component
 from streams.producer import Publisher
 
 DEFAULT_MIX: dict[Profile, float] = {

@@ -10,8 +10,8 @@ import numpy as np
 
 from aitl.flywheel.quality import Reply, reply_quality
 from aitl.flywheel.simulate import Suggester, Suggestion
-from aitl.models import resolve_embedder
-from serving.evaluate import evaluate_rankings, precision_at_k, recall_at_k
+from kernel.models import resolve_embedder
+from kernel.ranking import evaluate_rankings, precision_at_k, recall_at_k
 from serving.knowledge.dataset import Case
 
 

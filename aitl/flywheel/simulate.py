@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import httpx
 
 from aitl.flywheel.agents import Agent, CaseTruth
+from kernel import events as ev
 from serving.knowledge.dataset import Case
-from streams import events as ev
 from streams.producer import Publisher
 
 

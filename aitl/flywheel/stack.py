@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import IO
 
 from aitl.kafka_local import LocalKafka, free_port
-from aitl.settings import KafkaSettings, Settings
+from kernel.settings import KafkaSettings, Settings
 
 
 @dataclass

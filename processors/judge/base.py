@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
-from streams.events import (
+from kernel.events import (
     AdoptionDecision,
     Annotation,
     AnnotationType,

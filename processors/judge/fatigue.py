@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from streams.events import Adoption, AdoptionDecision, Annotation, PairwisePreference, Preference
+from kernel.events import Adoption, AdoptionDecision, Annotation, PairwisePreference, Preference
 
 
 def is_default_choice(annotation: Annotation) -> bool | None:

@@ -117,7 +117,7 @@ class LocalChat:
 
     Loaded on first use (in a thread); one generation at a time. A model that cannot
     load or generate raises ``OSError``, which the judge treats like an endpoint that is
-    down. ``model`` is a name :func:`aitl.models.resolve_generator` knows or a local path.
+    down. ``model`` is a name :func:`kernel.models.resolve_generator` knows or a local path.
     """
 
     def __init__(self, model: str, max_new_tokens: int = 96) -> None:
@@ -131,7 +131,7 @@ class LocalChat:
             try:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-                from aitl.models import resolve_generator
+                from kernel.models import resolve_generator
 
                 path = resolve_generator(self.model_name)
                 tokenizer = AutoTokenizer.from_pretrained(path)

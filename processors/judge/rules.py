@@ -11,11 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from processors.judge.base import REJECTING, JudgeInput, Verdict, decide, reason_code
-from processors.judge.fatigue import FatigueTracker
-from processors.judge.reliability import ReliabilityTracker
-from processors.judge.text import containment, content_tokens, cosine, tokens
-from streams.events import (
+from kernel.events import (
     Adoption,
     AdoptionDecision,
     AnnotationTiming,
@@ -25,6 +21,10 @@ from streams.events import (
     Preference,
     Relevance,
 )
+from kernel.text import containment, content_tokens, cosine, tokens
+from processors.judge.base import REJECTING, JudgeInput, Verdict, decide, reason_code
+from processors.judge.fatigue import FatigueTracker
+from processors.judge.reliability import ReliabilityTracker
 
 RULE_JUDGE_VERSION = "rule-3"  # rule-2: missing knowledge vs what was shown; rule-3: agent record
 _STOCK = "ok okay k fine good great nice cool yes no none nothing n/a na - . ... x xx test asdf"

@@ -20,12 +20,12 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from aitl.settings import KafkaSettings
+from kernel.events import Event, KnowledgeChanged, KnowledgeKind, KnowledgeOp
+from kernel.settings import KafkaSettings
 from serving._internal import TopicFollower
 from serving.knowledge.dataset import KnowledgeObject
 from serving.knowledge.index import Hit, KnowledgeDoc, KnowledgeIndex
 from serving.retriever import Encoder
-from streams.events import Event, KnowledgeChanged, KnowledgeKind, KnowledgeOp
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from aitl.flywheel.demo import DemoConfig, run_demo
-from streams.events import Component
+from kernel.events import Component
 
 
 @pytest.mark.slow

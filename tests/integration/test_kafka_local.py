@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from aitl.kafka_local import LocalKafka
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
 
 pytestmark = pytest.mark.timeout(300)
 

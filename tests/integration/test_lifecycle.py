@@ -11,15 +11,15 @@ import yaml
 from typer.testing import CliRunner
 
 from aitl.cli_models import models_app, train_app
-from aitl.settings import KafkaSettings, Settings
-from aitl.shards import ShardStore
+from bench.synthetic import T0, write_synthetic_shards
+from kernel.events import Component, LifecycleAction, ShardSealed, Split
+from kernel.settings import KafkaSettings, Settings
+from kernel.shards import ShardStore
 from streams.admin import ensure_topics
-from streams.events import Component, LifecycleAction, ShardSealed, Split
 from streams.producer import Publisher
 from trainers.config import CycleConfig, RetrieverConfig
 from trainers.registry import KafkaLifecycleLog, Registry
 from trainers.service import CycleTrigger, TrainerService
-from trainers.synthetic import T0, write_synthetic_shards
 
 pytestmark = pytest.mark.timeout(900)
 R = Component.RETRIEVER

@@ -26,9 +26,9 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from aitl.kafka_local import free_port
-from aitl.settings import KafkaSettings
-from aitl.shards import COMPONENTS, ShardStore
-from processors.workload import Workload, garbage, make_workload
+from bench.workload import Workload, garbage, make_workload
+from kernel.settings import KafkaSettings
+from kernel.shards import COMPONENTS, ShardStore
 from streams.admin import ensure_topics
 from streams.catalog import Topics
 from streams.config import consumer_config, producer_config

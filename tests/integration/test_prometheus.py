@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from aitl.kafka_local import free_port
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
 from streams.admin import ensure_topics
 from tests.factories import as_json, samples
 

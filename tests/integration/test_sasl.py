@@ -17,13 +17,13 @@ import pytest
 from confluent_kafka import KafkaException
 from pydantic import SecretStr
 
-from aitl import security
 from aitl.kafka_local import LocalKafka
-from aitl.settings import KafkaSettings
+from kernel.events import CustomerInteraction
+from kernel.settings import KafkaSettings
+from streams import security
 from streams.admin import ensure_topics
 from streams.catalog import CATALOG, Topics
 from streams.consumer import EventConsumer
-from streams.events import CustomerInteraction
 from streams.producer import DeliveryError, Publisher
 from tests.factories import samples
 

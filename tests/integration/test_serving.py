@@ -21,17 +21,7 @@ import pytest
 
 from aitl.cli_serve import wait_healthy
 from aitl.kafka_local import free_port
-from aitl.lifecycle import write_model_card
-from aitl.models import resolve_embedder, resolve_generator
-from aitl.settings import KafkaSettings, Settings
-from serving.config import ServingSettings
-from serving.knowledge import generate_demo, load_dstc
-from serving.knowledge.dataset import Dataset
-from serving.knowledge.indexer import knowledge_events
-from streams.admin import ensure_topics
-from streams.catalog import Topics
-from streams.consumer import EventConsumer
-from streams.events import (
+from kernel.events import (
     Component,
     KnowledgeChanged,
     KnowledgeOp,
@@ -39,6 +29,16 @@ from streams.events import (
     ModelLifecycle,
     SuggestionServed,
 )
+from kernel.lifecycle import write_model_card
+from kernel.models import resolve_embedder, resolve_generator
+from kernel.settings import KafkaSettings, Settings
+from serving.config import ServingSettings
+from serving.knowledge import generate_demo, load_dstc
+from serving.knowledge.dataset import Dataset
+from serving.knowledge.indexer import knowledge_events
+from streams.admin import ensure_topics
+from streams.catalog import Topics
+from streams.consumer import EventConsumer
 from streams.producer import Publisher
 
 ray = pytest.importorskip("ray")

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import timedelta
 
 from aitl.flywheel.agents import Agent, CaseTruth, make_agents, token_f1
-from streams import events as ev
+from kernel import events as ev
 from tests.factories import T0
 
 TRUTH = CaseTruth("case-1", ("kb-1", "kb-9"), "Roaming costs 5 EUR per day in the EU [kb-1].")

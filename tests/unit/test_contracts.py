@@ -10,7 +10,7 @@ import fastavro
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from streams import events as ev
+from kernel import events as ev
 from streams.producer import InvalidEvent, validate_event
 from streams.serde import AvroSerde, SchemaSet, SerializationError, default_schemas
 from tests.factories import as_json, samples

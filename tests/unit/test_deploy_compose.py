@@ -27,12 +27,12 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from aitl.kafka_local import LocalKafka
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 AITL_IMAGE = "aitl:0.1.0"
-PACKAGES = ("aitl", "streams", "processors", "serving", "trainers")
+PACKAGES = ("kernel", "streams", "processors", "serving", "trainers", "aitl")
 # Every process of the project, and the infrastructure it needs.
 PROCESSES = {"gateway", "processors", "serving", "trainer"}
 INFRA = {"kafka", "topics", "qdrant", "prometheus", "grafana"}

@@ -18,8 +18,8 @@ import yaml
 from typer.testing import CliRunner
 
 from aitl import cli_deploy, k8s
+from kernel.events import Component
 from streams.catalog import CATALOG
-from streams.events import Component
 from tests.unit.test_deploy_compose import (
     AITL_IMAGE,
     ROOT,
@@ -166,7 +166,7 @@ def test_settings_come_from_the_configmap_and_secrets_from_secrets() -> None:
     config = of_kind("ConfigMap")[0]
     secret_vars = {
         ("AITL_" + name.replace(".", "_")).upper()
-        for name in _secret_fields(__import__("aitl.settings").settings.Settings)
+        for name in _secret_fields(__import__("kernel.settings").settings.Settings)
     } | {"AITL_PROCESSORS_PSEUDONYM_KEY"}
     for key in config["data"]:
         assert env_var_ok(AITL_IMAGE, key), f"ConfigMap key {key} is read by nothing"

@@ -8,10 +8,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from aitl.shards import ROW_SCHEMAS
+from kernel import events as ev
+from kernel.shards import ROW_SCHEMAS
 from processors.examples import PromptShape, build_examples, build_prompt
 from processors.judge import JudgeInput, Verdict
-from streams import events as ev
 from tests.factories import samples
 
 S = samples()
@@ -111,7 +111,7 @@ def test_the_prompt_shows_the_knowledge_and_the_conversation() -> None:
 
 
 def test_the_prompt_has_the_shape_serving_shows() -> None:
-    from serving.prompt import Snippet, build_messages
+    from kernel.prompt import Snippet, build_messages
 
     long_kb = {k: v + " More detail." * 40 for k, v in KB.items()}
     inp = JudgeInput(

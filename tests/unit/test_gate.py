@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.events import Component
+from kernel.events import Component
 from trainers.config import GateConfig
 from trainers.gate import decide
 

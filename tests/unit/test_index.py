@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from kernel.events import KnowledgeChanged, KnowledgeOp
 from serving.knowledge.dataset import KnowledgeObject
 from serving.knowledge.index import KnowledgeDoc, KnowledgeIndex, collection_name
 from serving.knowledge.indexer import LiveIndex, knowledge_events
-from streams.events import KnowledgeChanged, KnowledgeOp
 
 DIM = 64
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from aitl.kafka_local import free_port
+from kernel import events as ev
 from processors.judge import CompositeJudge, JudgeInput, LLMJudge
 from processors.judge.base import reason_code
 from processors.judge.llm import (
@@ -24,7 +25,6 @@ from processors.judge.llm import (
     first_object,
     parse_answer,
 )
-from streams import events as ev
 from tests.factories import samples
 
 S = samples()

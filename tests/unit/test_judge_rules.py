@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from kernel import events as ev
 from processors.judge import IntegrityJudge, JudgeInput, RuleJudge
 from processors.judge.base import reason_code
 from processors.judge.fatigue import FatigueTracker
 from processors.judge.rules import DEFERRED_WEIGHT, is_boilerplate
-from streams import events as ev
 from tests.factories import T0, samples
 
 S = samples()

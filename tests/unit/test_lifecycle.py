@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from aitl.lifecycle import fold, previous_serving
-from streams.events import Component, Envelope, LifecycleAction, ModelLifecycle
+from kernel.events import Component, Envelope, LifecycleAction, ModelLifecycle
+from kernel.lifecycle import fold, previous_serving
 from tests.factories import T0
 
 R = Component.RETRIEVER

@@ -10,15 +10,15 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from aitl.settings import KafkaSettings
-from aitl.shards import ShardStore
+from kernel import events as ev
+from kernel.settings import KafkaSettings
+from kernel.shards import ShardStore
 from processors.engine import Engine, Outputs, Record
 from processors.examples import PromptShape
 from processors.judge import RuleJudge
 from processors.offsets import AckTracker, Ticket
 from processors.redact import Redactor
 from processors.sealer import ShardWriter
-from streams import events as ev
 from streams.catalog import Topics
 from streams.dlq import DeadLetter
 from streams.serde import AvroSerde

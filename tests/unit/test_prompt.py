@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from serving.prompt import Snippet, build_messages, ground, resolve_citations, retrieval_query
+from kernel.prompt import Snippet, build_messages, ground, resolve_citations, retrieval_query
 
 SNIPPETS = [
     Snippet("hotel:1:faq:2", "Pets are allowed for a $20 fee."),
@@ -68,8 +68,8 @@ def test_retrieval_query_is_the_last_turns_like_the_dataset() -> None:
 def test_extractive_b_quotes_the_top_knowledge_and_decodes_only_a(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from kernel.prompt import extractive_answer
     from serving.generator import Generator
-    from serving.prompt import extractive_answer
 
     decoded: list[list[str]] = []
 

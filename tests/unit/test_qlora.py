@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from aitl.models import resolve_generator
-from aitl.shards import ShardStore
+from bench.synthetic import write_synthetic_shards
+from kernel.models import resolve_generator
+from kernel.shards import ShardStore
 from trainers.config import GeneratorConfig
 from trainers.generator import ADAPTER_DIR, AdapterModel, preference_margin, train_generator
 from trainers.snapshot import read_split, rows_of, take_snapshot
-from trainers.synthetic import write_synthetic_shards
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kernel import events as ev
 from processors.redact import Redactor, luhn_ok, redact_event
-from streams import events as ev
 from tests.factories import samples
 
 R = Redactor(b"test-key", {"order": r"\bORD-\d{6}\b"})

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from aitl.lifecycle import fold
-from aitl.shards import ShardStore
-from streams.events import Component, LifecycleAction, ModelLifecycle
+from bench.synthetic import write_synthetic_shards
+from kernel.events import Component, LifecycleAction, ModelLifecycle
+from kernel.lifecycle import fold
+from kernel.shards import ShardStore
 from trainers.registry import (
     CheckpointStore,
     MemoryLifecycleLog,
@@ -19,7 +20,6 @@ from trainers.registry import (
     new_version,
 )
 from trainers.snapshot import take_snapshot
-from trainers.synthetic import write_synthetic_shards
 
 R = Component.RETRIEVER
 FROZEN = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -17,9 +17,8 @@ from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, SecretStr
 
-from aitl import security
-from aitl.settings import KafkaSettings, Settings
-from streams import admin, config, consumer, producer
+from kernel.settings import KafkaSettings, Settings
+from streams import admin, config, consumer, producer, security
 from streams.gateway import create_app
 
 SECRETS = {
@@ -170,7 +169,7 @@ def _processor_credentials(kafka: KafkaSettings) -> Any:
 @pytest.mark.parametrize(
     "make",
     [security.faust_credentials, _processor_credentials],
-    ids=["aitl.security", "processors"],
+    ids=["streams.security", "processors"],
 )
 def test_faust_app_gets_sasl_ssl_credentials(sasl_ssl_env: Settings, make: Any) -> None:
     """Both the shared helper and the one the processor worker uses."""

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from serving.evaluate import (
+from kernel.ranking import (
     evaluate_rankings,
     ndcg_at_k,
     precision_at_k,

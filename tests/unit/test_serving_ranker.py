@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aitl.lifecycle import write_model_card
+from kernel.lifecycle import write_model_card
 from serving.checkpoints import ModelSpec
 from serving.ranker import NoRerank, Ranker, load_ranker
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from aitl.lifecycle import fold
-from aitl.settings import KafkaSettings
+from kernel.events import Component, Envelope, LifecycleAction, ModelLifecycle
+from kernel.lifecycle import fold
+from kernel.settings import KafkaSettings
 from serving.checkpoints import ModelSpec, load_card, local_checkpoint
 from serving.watcher import LifecycleWatcher, changes, serving_spec
-from streams.events import Component, Envelope, LifecycleAction, ModelLifecycle
 from tests.factories import T0
 
 G = Component.GENERATOR

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aitl.shards import ROW_SCHEMAS, ShardStore
+from bench.synthetic import T0, write_synthetic_shards
+from kernel.shards import ROW_SCHEMAS, ShardStore
 from trainers.snapshot import SnapshotError, read_split, take_snapshot
-from trainers.synthetic import T0, write_synthetic_shards
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from kernel.events import Split
 from processors.split import SplitRule
-from streams.events import Split
 
 DAY = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from aitl.lifecycle import read_model_card
-from aitl.settings import Settings
-from aitl.shards import ShardStore
-from streams.events import Component, LifecycleAction
+from bench.synthetic import synthetic_kb, write_synthetic_shards
+from kernel.events import Component, LifecycleAction
+from kernel.lifecycle import read_model_card
+from kernel.settings import Settings
+from kernel.shards import ShardStore
 from trainers import ranker as rk
 from trainers.config import CycleConfig, GateConfig, GeneratorConfig, RankerConfig, RetrieverConfig
 from trainers.cycle import run_cycle
 from trainers.registry import CheckpointStore, MemoryLifecycleLog, Registry
 from trainers.retriever import NoTrainingData
-from trainers.synthetic import synthetic_kb, write_synthetic_shards
 
 pytestmark = pytest.mark.slow
 R = Component.RETRIEVER

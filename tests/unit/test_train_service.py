@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from aitl.shards import ShardStore
-from streams.events import Component, LifecycleAction, ShardSealed, Split
+from bench.synthetic import T0, write_synthetic_shards
+from kernel.events import Component, LifecycleAction, ShardSealed, Split
+from kernel.shards import ShardStore
 from trainers.registry import CheckpointStore, MemoryLifecycleLog, Registry
 from trainers.service import CycleTrigger, parse_components, seed_trigger
 from trainers.snapshot import take_snapshot
-from trainers.synthetic import T0, write_synthetic_shards
 
 R, K = Component.RETRIEVER, Component.RANKER
 

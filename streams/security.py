@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from aitl.settings import KafkaSettings
+from kernel.settings import KafkaSettings
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.events import Component, LifecycleAction, ModelLifecycle
+from kernel.events import Component, LifecycleAction, ModelLifecycle
 
 MODEL_CARD = "aitl_model.json"
 STOCK = "stock"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams import events as ev
+from kernel import events as ev
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 TOPICS_WORDS = [

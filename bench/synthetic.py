@@ -13,7 +13,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aitl.shards import Manifest, ShardStore
+from kernel.shards import Manifest, ShardStore
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 JUDGE_VERSION = "synthetic-judge-1"
