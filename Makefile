@@ -44,9 +44,12 @@ test: setup
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
+## lint: style (ruff), the layers (import-linter, contracts in pyproject.toml), types (mypy)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 ## demo: the flywheel end to end on the project's own demo data
 demo: setup

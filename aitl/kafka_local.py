@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from kernel.errors import InfraError
 from kernel.settings import KafkaSettings
 
 _log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ _HOST = "127.0.0.1"
 _STAMP = ".complete"
 
 
-class LocalKafkaError(RuntimeError):
+class LocalKafkaError(InfraError):
     """The local broker could not be set up, started or stopped."""
 
 

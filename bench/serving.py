@@ -48,9 +48,9 @@ def _pct(values: list[float]) -> dict[str, float]:
 
 def quality(dataset: Dataset, settings: Settings, ranker_kind: str = "none") -> dict[str, float]:
     """Recall@75 / Recall@8 / Precision@8 of the stock retriever and ranker."""
-    from serving.checkpoints import ModelSpec
+    from kernel.checkpoints import ModelSpec
+    from kernel.rankers import load_ranker
     from serving.offline import evaluate_retrieval
-    from serving.ranker import load_ranker
     from serving.retriever import load_encoder
 
     encoder = load_encoder(ModelSpec(), settings.retriever_model)

@@ -65,3 +65,10 @@ def resolve_generator(name: str, cache_dir: Path = DEFAULT_CACHE) -> str:
     tmp.rename(target)
     (target / ".complete").touch()
     return str(target)
+
+
+def torch_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

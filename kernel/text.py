@@ -31,7 +31,7 @@ def cosine(a: str, b: str) -> float:
     dot = sum(n * cb[t] for t, n in ca.items() if t in cb)
     na = sum(n * n for n in ca.values()) ** 0.5
     nb = sum(n * n for n in cb.values()) ** 0.5
-    return dot / (na * nb)
+    return float(dot / (na * nb))
 
 
 def containment(part: str, whole: str) -> tuple[float, int]:

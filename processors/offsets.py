@@ -16,11 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernel.errors import DeliveryError
+
 TP = tuple[str, int]  # (topic, partition)
-
-
-class DeliveryFailed(RuntimeError):
-    """A produced message was not acknowledged; the worker must not commit past it."""
 
 
 @dataclass(eq=False)
@@ -53,7 +51,12 @@ class Ticket:
                 return False
             exc = fut.exception() if hasattr(fut, "exception") else None
             if exc is not None:
-                raise DeliveryFailed(f"{self.topic}/{self.partition}@{self.offset}: {exc}") from exc
+                raise DeliveryError(
+                    f"not acknowledged: {exc}",
+                    topic=self.topic,
+                    partition=self.partition,
+                    offset=self.offset,
+                ) from exc
         return True
 
 

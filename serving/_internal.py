@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Self
 
+from kernel.errors import InfraError
 from kernel.events import Event
 from kernel.settings import KafkaSettings
 from streams.catalog import Topics
@@ -16,7 +17,7 @@ from streams.consumer import EventConsumer
 log = logging.getLogger(__name__)
 
 
-class KafkaTrouble(RuntimeError):
+class KafkaTrouble(InfraError):
     """The topic cannot be read right now; the follower reconnects."""
 
 

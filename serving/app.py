@@ -23,15 +23,15 @@ from typing import Any, cast
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from kernel.checkpoints import ModelSpec
 from kernel.events import Component
 from kernel.prompt import Snippet
+from kernel.rankers import load_ranker
 from kernel.settings import Settings
-from serving.checkpoints import ModelSpec
 from serving.config import ServingSettings
 from serving.generator import load_generator
 from serving.knowledge.index import KnowledgeIndex, open_client
 from serving.knowledge.indexer import KnowledgeIndexer, LiveIndex
-from serving.ranker import load_ranker
 from serving.retriever import load_encoder
 from serving.watcher import LifecycleWatcher
 

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from serving.ranker import RankerKind
+from kernel.rankers import RankerKind
 
 
 class ServingSettings(BaseSettings):

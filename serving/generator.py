@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kernel.models import resolve_generator
+from kernel.checkpoints import ModelSpec, load_card
+from kernel.models import resolve_generator, torch_device
 from kernel.prompt import Snippet, build_messages, extractive_answer, ground
-from serving.checkpoints import ModelSpec, load_card
-from serving.retriever import torch_device
 
 GENERATOR_KIND = "causal-lm"
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernel.rankers import Ranker
 from kernel.ranking import Ranking, evaluate_rankings, rerank_order
 from serving.knowledge.dataset import Case, KnowledgeObject
-from serving.ranker import Ranker
 from serving.retriever import Encoder
 
 

@@ -14,20 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kernel.models import resolve_embedder
-from serving.checkpoints import ModelSpec, load_card
+from kernel.checkpoints import ModelSpec, load_card
+from kernel.models import resolve_embedder, torch_device
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 RETRIEVER_KIND = "sentence-transformer"
-
-
-def torch_device() -> str:
-    """``cuda`` when a GPU is visible, else ``cpu``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass

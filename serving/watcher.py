@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import Gauge
 
+from kernel.checkpoints import ModelSpec
 from kernel.events import Component, Event, ModelLifecycle
 from kernel.lifecycle import STOCK, RegistryState, fold
 from kernel.settings import KafkaSettings
 from serving._internal import TopicFollower
-from serving.checkpoints import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from kernel.errors import SecurityError
 from kernel.settings import KafkaSettings
 from streams.catalog import Topics
-from streams.config import client_config
+from streams.config import bootstrap, client_config
+from streams.security import AUTH_ERROR_CODES, check
 
 
 @dataclass
@@ -56,7 +60,7 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> TopicRepo
 
 
 def _drift(
-    admin: AdminClient, topics: Topics, names: list[str], present: dict, timeout_s: float
+    admin: AdminClient, topics: Topics, names: list[str], present: dict[str, Any], timeout_s: float
 ) -> list[str]:
     out = []
     resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
@@ -86,3 +90,34 @@ def delete_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> list[str]
         for fut in admin.delete_topics(names, operation_timeout=timeout_s).values():
             fut.result(timeout=timeout_s)
     return names
+
+
+def check_connection(settings: KafkaSettings, timeout_s: float = 15.0) -> int:
+    """Log in once with the configured security; returns the number of brokers.
+
+    Raises :class:`SecurityError` naming the user, mechanism and the broker's reason
+    when the login or the TLS handshake fails (never the password), and librdkafka's
+    ``KafkaException`` when the cluster cannot be reached at all.
+    """
+    check(settings)
+    errors: list[KafkaError] = []
+    admin = AdminClient(client_config(settings) | {"error_cb": errors.append, "log_level": 0})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return len(admin.list_topics(timeout=min(1.0, timeout_s)).brokers)
+        except KafkaException:
+            admin.poll(0)  # serves error_cb
+            refused = [e for e in errors if e.code() in AUTH_ERROR_CODES]
+            if refused:
+                who = (
+                    f"user {settings.sasl_username!r} ({settings.sasl_mechanism})"
+                    if settings.security_protocol.startswith("SASL")
+                    else "this client"
+                )
+                raise SecurityError(
+                    f"{bootstrap(settings)} refused {who} over {settings.security_protocol}: "
+                    f"{refused[0].str()}"
+                ) from None
+            if time.monotonic() >= deadline:
+                raise

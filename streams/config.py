@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kernel.settings import KafkaSettings
-from streams.security import aiokafka_security, raise_on_auth_failure
+from streams.security import check, raise_on_auth_failure
 
 
 def bootstrap(settings: KafkaSettings) -> str:
@@ -21,12 +21,8 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
         # a refused login raises from poll/consume/flush instead of retrying silently
         "error_cb": raise_on_auth_failure,
     }
+    check(settings)
     if settings.security_protocol.startswith("SASL"):
-        if settings.sasl_mechanism is None or settings.sasl_username is None:
-            raise ValueError(
-                f"security_protocol={settings.security_protocol} needs "
-                "AITL_KAFKA_SASL_MECHANISM and AITL_KAFKA_SASL_USERNAME"
-            )
         cfg["sasl.mechanism"] = settings.sasl_mechanism
         cfg["sasl.username"] = settings.sasl_username
         cfg["sasl.password"] = (
@@ -66,8 +62,3 @@ def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) ->
         "isolation.level": "read_committed",
     }
     return cfg | overrides
-
-
-def aiokafka_config(settings: KafkaSettings) -> dict[str, Any]:
-    """The same connection settings as faust/aiokafka spell them (TLS context included)."""
-    return aiokafka_security(settings)

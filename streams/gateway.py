@@ -23,9 +23,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from kernel.errors import SecurityError
 from kernel.settings import Settings
 from streams.producer import InvalidEvent, Publisher
-from streams.security import KafkaSecurityError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class _Poller:
         while not self._stop.is_set():
             try:
                 self.publisher.poll(0.05)
-            except KafkaSecurityError as exc:  # wrong credentials: requests will get 503
+            except SecurityError as exc:  # wrong credentials: requests will get 503
                 log.error("gateway cannot publish: %s", exc)
                 self._stop.wait(5)
 

@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 from pydantic import ValidationError
 
+from kernel.errors import ContractError, DeliveryError
 from kernel.events import EVENT_TYPES, Envelope, Event
 from kernel.settings import KafkaSettings
 from streams.catalog import Topics
@@ -28,18 +29,14 @@ from streams.config import producer_config
 from streams.serde import AvroSerde, describe_validation_error
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(ContractError):
     """The event does not match its contract; ``errors`` maps field path to message."""
 
     def __init__(self, event_type: str, errors: dict[str, str]) -> None:
         detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
-        super().__init__(f"invalid {event_type} event: {detail}")
+        super().__init__(f"invalid {event_type} event: {detail}", event_type=event_type)
         self.event_type = event_type
         self.errors = errors
-
-
-class DeliveryError(RuntimeError):
-    """Some events were not acknowledged by the cluster."""
 
 
 DeliveryCallback = Callable[[uuid.UUID, KafkaError | None], None]

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 import ssl
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError
 
+from kernel.errors import SecurityError
 from kernel.settings import KafkaSettings
 
 if TYPE_CHECKING:
@@ -30,12 +29,8 @@ AUTH_ERROR_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|jaas|api[._-]?key|credential", re.IGNORECASE)
 
 
-class KafkaSecurityError(ValueError):
-    """The security settings cannot work together; the message names the settings."""
-
-
 def check(settings: KafkaSettings) -> None:
-    """Raise :class:`KafkaSecurityError` for a combination no client could connect with."""
+    """Raise :class:`SecurityError` for a combination no client could connect with."""
     protocol = settings.security_protocol
     if protocol.startswith("SASL"):
         missing = [
@@ -44,9 +39,9 @@ def check(settings: KafkaSettings) -> None:
             if getattr(settings, name) is None
         ]
         if missing:
-            raise KafkaSecurityError(f"security_protocol={protocol} needs {', '.join(missing)}")
+            raise SecurityError(f"security_protocol={protocol} needs {', '.join(missing)}")
     if (settings.ssl_certificate_location is None) != (settings.ssl_key_location is None):
-        raise KafkaSecurityError(
+        raise SecurityError(
             "a client certificate needs both AITL_KAFKA_SSL_CERTIFICATE_LOCATION and "
             "AITL_KAFKA_SSL_KEY_LOCATION"
         )
@@ -57,43 +52,10 @@ def raise_on_auth_failure(error: KafkaError) -> None:
 
     librdkafka only logs a failed SASL or TLS handshake and retries forever, so a client
     with a wrong password would wait silently. With this callback the client's next
-    ``poll``/``consume``/``flush`` raises :class:`KafkaSecurityError` instead.
+    ``poll``/``consume``/``flush`` raises :class:`SecurityError` instead.
     """
     if error.code() in AUTH_ERROR_CODES:
-        raise KafkaSecurityError(f"Kafka refused the connection: {error.str()}")
-
-
-def check_connection(settings: KafkaSettings, timeout_s: float = 15.0) -> int:
-    """Log in once with the configured security; returns the number of brokers.
-
-    Raises :class:`KafkaSecurityError` naming the user, mechanism and the broker's reason
-    when the login or the TLS handshake fails (never the password), and librdkafka's
-    ``KafkaException`` when the cluster cannot be reached at all.
-    """
-    from streams.config import bootstrap, client_config
-
-    check(settings)
-    errors: list[KafkaError] = []
-    admin = AdminClient(client_config(settings) | {"error_cb": errors.append, "log_level": 0})
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return len(admin.list_topics(timeout=min(1.0, timeout_s)).brokers)
-        except KafkaException:
-            admin.poll(0)  # serves error_cb
-            refused = [e for e in errors if e.code() in AUTH_ERROR_CODES]
-            if refused:
-                who = (
-                    f"user {settings.sasl_username!r} ({settings.sasl_mechanism})"
-                    if settings.security_protocol.startswith("SASL")
-                    else "this client"
-                )
-                raise KafkaSecurityError(
-                    f"{bootstrap(settings)} refused {who} over {settings.security_protocol}: "
-                    f"{refused[0].str()}"
-                ) from None
-            if time.monotonic() >= deadline:
-                raise
+        raise SecurityError(f"Kafka refused the connection: {error.str()}")
 
 
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
@@ -108,12 +70,13 @@ def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
     from aiokafka.helpers import create_ssl_context
 
     password = settings.ssl_key_password
-    return create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=settings.ssl_ca_location,
         certfile=settings.ssl_certificate_location,
         keyfile=settings.ssl_key_location,
         password=password.get_secret_value() if password is not None else None,
     )
+    return context
 
 
 def aiokafka_security(settings: KafkaSettings) -> dict[str, Any]:

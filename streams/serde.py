@@ -27,6 +27,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import ValidationError
 
+from kernel.errors import ContractError
 from kernel.events import BY_SCHEMA, Event
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ CONFLUENT_MAGIC = b"\x00"
 ENVELOPE_NAME = "ai.aitl.Envelope"
 
 
-class SerializationError(Exception):
+class SerializationError(ContractError):
     """An event could not be encoded or decoded; says where it came from."""
 
     def __init__(
@@ -52,6 +53,7 @@ class SerializationError(Exception):
     ) -> None:
         where = "" if topic is None else f" [{topic}/{partition}@{offset}]"
         super().__init__(f"{message}{where}")
+        self.context = {"topic": topic, "partition": partition, "offset": offset, "kind": kind}
         self.reason = message
         self.topic, self.partition, self.offset, self.kind = topic, partition, offset, kind
 

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.checkpoints import ModelSpec
 from kernel.lifecycle import read_model_card
+from kernel.rankers import load_ranker
 from trainers._internal import (
     TrainResult,
     common_args,
@@ -211,7 +213,7 @@ def load_scorer(path: str | Path, *, kind: str | None = None) -> Scorer:
     """A (query, text) -> relevance scorer for a ranker checkpoint.
 
     cross-encoder and embedding checkpoints load here; any other kind serving knows
-    (``causal-lm-judge``) is scored through ``serving.ranker.load_ranker``.
+    (``causal-lm-judge``) is scored through :func:`kernel.rankers.load_ranker`.
     """
     if kind is None:
         kind = str(read_model_card(path)["kind"])
@@ -222,9 +224,6 @@ def load_scorer(path: str | Path, *, kind: str | None = None) -> Scorer:
         return lambda pairs: [float(x) for x in model.predict(list(pairs), show_progress_bar=False)]
     if kind in (EMBEDDING, "sentence-transformer"):
         return embedding_scorer(str(path))
-    from serving.checkpoints import ModelSpec
-    from serving.ranker import load_ranker
-
     ranker = load_ranker(ModelSpec("baseline", str(path)))
 
     def score(pairs: Sequence[tuple[str, str]]) -> list[float]:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import fsspec
 
+from kernel.errors import ModelError
 from kernel.events import Component, Envelope, LifecycleAction, ModelLifecycle, utcnow
 from kernel.lifecycle import RegistryState, VersionState, fold, previous_serving
 from kernel.settings import KafkaSettings
@@ -28,7 +29,7 @@ from trainers.snapshot import Snapshot
 SNAPSHOTS = "_snapshots"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(ModelError):
     """A lifecycle change that cannot be made (unknown version, nothing to roll back)."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from kernel.errors import DataError
 from trainers._internal import TrainResult, common_args, kept, quiet, trainer_outcome
 from trainers.config import RetrieverConfig
 from trainers.metrics import retrieval_metrics
@@ -25,7 +26,7 @@ from trainers.metrics import retrieval_metrics
 KIND = "sentence-transformer"
 
 
-class NoTrainingData(ValueError):
+class NoTrainingData(DataError):
     """The snapshot has no usable train rows for this component."""
 
 

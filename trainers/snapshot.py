@@ -17,10 +17,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from kernel.errors import DataError
 from kernel.shards import ROW_SCHEMAS, Manifest, ShardStore
 
 
-class SnapshotError(RuntimeError):
+class SnapshotError(DataError, RuntimeError):
     """A snapshot cannot be taken or read back as recorded."""
 
 

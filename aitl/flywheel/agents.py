@@ -88,7 +88,7 @@ class Agent:
             return True
         if self.profile == "fatigued":
             p = 1 - 0.5 ** (self.annotations / self.fatigue_half_life)
-            return self.rng.random() < p
+            return bool(self.rng.random() < p)
         return False
 
     def annotate(
@@ -105,9 +105,10 @@ class Agent:
             "case_id": truth.case_id,
             "agent_id": self.agent_id,
         }
-        envelope = lambda offset=0.0: ev.Envelope(  # noqa: E731
-            event_time=at + timedelta(seconds=offset), producer="aitl-simulator"
-        )
+
+        def envelope(offset: float = 0.0) -> ev.Envelope:
+            return ev.Envelope(event_time=at + timedelta(seconds=offset), producer="aitl-simulator")
+
         shown = [k.knowledge_id for k in suggestion.ranked]
         gold = set(truth.gold_ids)
 

@@ -45,12 +45,12 @@ from aitl.flywheel.simulate import Suggestion, shift_clock, simulate
 from aitl.flywheel.stack import Stack
 from aitl.kafka_local import free_port
 from kernel import events as ev
+from kernel.checkpoints import ModelSpec
 from kernel.prompt import extractive_answer, retrieval_query
+from kernel.rankers import Ranker, load_ranker
 from kernel.shards import Manifest, ShardStore
-from serving.checkpoints import ModelSpec
 from serving.knowledge.dataset import Case, Dataset, load_dstc
 from serving.knowledge.indexer import knowledge_events
-from serving.ranker import Ranker, load_ranker
 from serving.retriever import Encoder, load_encoder
 from streams.admin import ensure_topics
 from streams.producer import Publisher

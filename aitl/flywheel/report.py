@@ -126,7 +126,10 @@ def results_markdown(doc: Mapping[str, Any]) -> str:
     if ablations:
         judge, mk = ablations["judge"], ablations["missing_knowledge"]
         trained = doc["config"].get("ablation_components", {})
-        what = lambda key: " + ".join(trained.get(key, ["retriever"]))  # noqa: E731
+
+        def what(key: str) -> str:
+            return " + ".join(trained.get(key, ["retriever"]))
+
         lines += [
             "",
             "| ablation | trained | Recall@75 | Recall@8 | Precision@8 |",

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kernel.errors import ModelError
 from processors import metrics
 from processors.judge.base import JudgeInput, Verdict, decide
 from processors.judge.rules import RuleJudge
@@ -48,7 +49,7 @@ class LLMAnswer(BaseModel):
     reasons: list[str] = Field(default_factory=list, max_length=10)
 
 
-class MalformedAnswer(ValueError):
+class MalformedAnswer(ModelError, ValueError):
     """The endpoint answered, but not with the JSON the prompt asks for."""
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from kernel.errors import DataError
+
 KnowledgeKind = Literal["policy", "faq", "case", "review", "doc"]
 
 KNOWLEDGE_FILE = "knowledge.json"
@@ -30,7 +32,7 @@ LOGS_FILE = "logs.json"
 LABELS_FILE = "labels.json"
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A dataset file is missing or does not have the expected shape."""
 
     def __init__(self, path: Path, problem: str) -> None:

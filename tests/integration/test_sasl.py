@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from aitl.kafka_local import LocalKafka
 from kernel.events import CustomerInteraction
 from kernel.settings import KafkaSettings
-from streams import security
+from streams import admin, security
 from streams.admin import ensure_topics
 from streams.catalog import CATALOG, Topics
 from streams.consumer import EventConsumer
@@ -51,7 +51,7 @@ def test_right_credentials_create_publish_and_consume(
     sasl_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
     kafka = settings(sasl_bootstrap, "alice", USERS["alice"], unique_name("sasl") + ".")
-    assert security.check_connection(kafka) == 1
+    assert admin.check_connection(kafka) == 1
     report = ensure_topics(kafka)
     assert len(report.created) == len(CATALOG) and not report.drift
 
@@ -107,16 +107,16 @@ async def test_aiokafka_clients_faust_uses_log_in(
 def test_wrong_password_is_refused_with_a_clear_error(sasl_bootstrap: str) -> None:
     wrong = settings(sasl_bootstrap, "alice", "not-alices-password", "never.")
     started = time.monotonic()
-    with pytest.raises(security.KafkaSecurityError) as refused:
-        security.check_connection(wrong, timeout_s=20)
+    with pytest.raises(security.SecurityError) as refused:
+        admin.check_connection(wrong, timeout_s=20)
     assert time.monotonic() - started < 10
     message = str(refused.value)
     assert "Authentication failed" in message and "'alice' (PLAIN)" in message
     assert "not-alices-password" not in message
 
     unknown = settings(sasl_bootstrap, "mallory", USERS["alice"], "never.")
-    with pytest.raises(security.KafkaSecurityError, match="'mallory'"):
-        security.check_connection(unknown, timeout_s=20)
+    with pytest.raises(security.SecurityError, match="'mallory'"):
+        admin.check_connection(unknown, timeout_s=20)
 
 
 def test_wrong_password_fails_the_publisher_and_admin(sasl_bootstrap: str) -> None:
@@ -126,7 +126,7 @@ def test_wrong_password_fails_the_publisher_and_admin(sasl_bootstrap: str) -> No
     with pytest.raises(KafkaException):
         ensure_topics(wrong, timeout_s=5)
     with (
-        pytest.raises((DeliveryError, security.KafkaSecurityError)),
+        pytest.raises((DeliveryError, security.SecurityError)),
         Publisher(wrong, **FAST_TIMEOUT) as publisher,
     ):
         publisher.publish(samples()["interaction"])
@@ -137,7 +137,7 @@ def test_wrong_password_stops_the_event_consumer(
 ) -> None:
     wrong = settings(sasl_bootstrap, "alice", "not-alices-password", "never.")
     with (
-        pytest.raises(security.KafkaSecurityError, match="Authentication failed"),
+        pytest.raises(security.SecurityError, match="Authentication failed"),
         EventConsumer(wrong, unique_name("g"), ["never.interactions"]) as consumer,
     ):
         for _ in range(5):

@@ -239,7 +239,7 @@ def test_wrong_key_password_fails_when_the_client_is_built(pki: dict[str, Path])
 def test_incomplete_security_settings_name_what_is_missing(
     settings: KafkaSettings, needs: str
 ) -> None:
-    with pytest.raises(security.KafkaSecurityError, match=needs):
+    with pytest.raises(security.SecurityError, match=needs):
         security.aiokafka_security(settings)
 
 
@@ -247,7 +247,7 @@ def test_a_refused_login_raises_from_the_error_callback() -> None:
     from confluent_kafka import KafkaError
 
     refused = KafkaError(KafkaError._AUTHENTICATION, "Authentication failed: Invalid username")
-    with pytest.raises(security.KafkaSecurityError, match="Invalid username"):
+    with pytest.raises(security.SecurityError, match="Invalid username"):
         security.raise_on_auth_failure(refused)
     security.raise_on_auth_failure(KafkaError(KafkaError._TRANSPORT, "broker down"))  # retried
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from kernel.rankers import Ranker
 from serving.knowledge.dataset import Case, KnowledgeObject
 from serving.offline import evaluate_retrieval, retrieve_all
-from serving.ranker import Ranker
 from tests.unit.test_index import WordEncoder
 
 KB = [

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kernel.checkpoints import ModelSpec
 from kernel.lifecycle import write_model_card
-from serving.checkpoints import ModelSpec
-from serving.ranker import NoRerank, Ranker, load_ranker
+from kernel.rankers import NoRerank, Ranker, load_ranker
 
 TEXTS = ["parking costs ten dollars", "pets are allowed", "wifi is free", "breakfast at seven"]
 PRIOR = [0.9, 0.8, 0.7, 0.6]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from kernel.checkpoints import ModelSpec, load_card, local_checkpoint
 from kernel.events import Component, Envelope, LifecycleAction, ModelLifecycle
 from kernel.lifecycle import fold
 from kernel.settings import KafkaSettings
-from serving.checkpoints import ModelSpec, load_card, local_checkpoint
 from serving.watcher import LifecycleWatcher, changes, serving_spec
 from tests.factories import T0
 

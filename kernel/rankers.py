@@ -22,9 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from kernel.models import resolve_embedder, resolve_generator
-from serving.checkpoints import ModelSpec, load_card
-from serving.retriever import torch_device
+from kernel.checkpoints import ModelSpec, load_card
+from kernel.models import resolve_embedder, resolve_generator, torch_device
 
 RankerKind = Literal["none", "embedding", "cross-encoder", "causal-lm-judge"]
 RANKER_KINDS: tuple[str, ...] = ("none", "embedding", "cross-encoder", "causal-lm-judge")
