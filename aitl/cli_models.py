@@ -33,7 +33,7 @@ COMPONENT_HELP = "retriever | ranker | generator"
 
 def _component(value: str) -> Component:
     try:
-        return Component(value.strip().upper())
+        return Component.parse(value)
     except ValueError as exc:
         raise typer.BadParameter(f"{value!r}: expected {COMPONENT_HELP}") from exc
 
@@ -66,7 +66,7 @@ def models_list(
         for comp in wanted:
             for v in state.versions.get(comp, {}).values():
                 row = {
-                    "component": comp.value.lower(),
+                    "component": comp.slug,
                     "version": v.version,
                     "status": v.status.value,
                     "serving": state.serving.get(comp) == v.version,
@@ -84,7 +84,7 @@ def models_list(
         for v in versions:
             shown = ", ".join(f"{k}={val:.3f}" for k, val in list(v.metrics.items())[:4])
             table.add_row(
-                comp.value.lower(),
+                comp.slug,
                 v.version,
                 v.status.value,
                 "*" if state.serving.get(comp) == v.version else "",
@@ -93,7 +93,7 @@ def models_list(
                 shown,
             )
         if comp not in state.serving:
-            table.add_row(comp.value.lower(), "stock", "", "*", "", "", "")
+            table.add_row(comp.slug, "stock", "", "*", "", "", "")
     console.print(table)
 
 
@@ -110,14 +110,14 @@ def models_show(
     state = registry.state()
     version = version or state.serving.get(comp)
     if version is None:
-        console.print(f"no {comp.value.lower()} version is serving (stock)")
+        console.print(f"no {comp.slug} version is serving (stock)")
         raise typer.Exit(code=1)
     try:
         v = registry.get(comp, version)
     except RegistryError as exc:
         raise _fail(exc) from exc
     out = {
-        "component": comp.value.lower(),
+        "component": comp.slug,
         "version": v.version,
         "status": v.status.value,
         "serving": state.serving.get(comp) == v.version,
@@ -302,7 +302,7 @@ def trainers_start(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     console.print(
         f"trainer service: every {trigger.every_examples} rows or {trigger.every_minutes} min "
-        f"for {', '.join(c.value.lower() for c in trigger.components)}"
+        f"for {', '.join(c.slug for c in trigger.components)}"
     )
     try:
         service.run(stop)

@@ -43,6 +43,33 @@ def _kid(i: int) -> str:
     return f"kb-{i:05d}"
 
 
+_KINDS = ("adoption", "preference", "relevance", "missing")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One served request: its ids, envelopes, knowledge picks and the context published
+    for it (the customer's message on every other request, then the suggestion)."""
+
+    case_id: str
+    request_id: str
+    later: ev.Envelope  # the annotations' envelope, 30 s after the suggestion
+    picks: list[int]  # 10 retrieved knowledge indices, then the missing one, then a spare
+    a_text: str
+    b_text: str
+    interaction: list[ev.Event]
+    suggestion: ev.SuggestionServed
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """The seeded choices behind one request's annotations."""
+
+    agent: str
+    chosen: str  # the candidate the agent sends, "A" or "B"
+    bad: str  # which annotation is made wrong ("" for none)
+
+
 def make_workload(
     n_annotations: int,
     *,
@@ -57,145 +84,25 @@ def make_workload(
     """About ``n_annotations`` annotations (four per request) plus their contexts."""
     rng = random.Random(seed)
     w = Workload()
-    for i in range(n_knowledge):
-        topic, words = TOPICS_WORDS[i % len(TOPICS_WORDS)]
-        text = f"{topic.title()} policy {i}: {words} rule {i} applies, reference {i * 7}."
-        w.knowledge.append(
-            ev.KnowledgeChanged(
-                knowledge_id=_kid(i), op=ev.KnowledgeOp.UPSERT, title=topic, text=text
-            )
-        )
+    w.knowledge.extend(_knowledge(n_knowledge))
     n_requests = max(1, n_annotations // 4)
     step = span / n_requests
     late: list[tuple[int, list[ev.Event]]] = []  # (publish after index, events)
     for r in range(n_requests):
-        case_id, request_id = f"case-{r // 2:06d}", f"req-{r:06d}"
-        when = T0 + step * r
-
-        def envelope(at: datetime) -> ev.Envelope:  # seeded ids: the same workload twice
-            return ev.Envelope(
-                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
-                event_time=at,
-                producer="workload",
-            )
-
-        env = envelope(when)
-        later = envelope(when + timedelta(seconds=30))
-        picks = rng.sample(range(n_knowledge), 12)
-        retrieved, missing_kid = picks[:10], picks[10]
-        topic, words = TOPICS_WORDS[picks[0] % len(TOPICS_WORDS)]
-        a_text = f"For your {topic} question: {words.split()[0]} applies [{_kid(picks[0])}]."
-        b_text = f"Please check the {words.split()[-1]} terms of the agreement [{_kid(picks[1])}]."
-        context: list[ev.Event] = []
-        if r % 2 == 0:
-            context.append(
-                ev.CustomerInteraction(
-                    envelope=envelope(when),
-                    case_id=case_id,
-                    channel=ev.Channel.CHAT,
-                    customer_message=f"Question about {topic}, reach me at user{r}@example.com",
-                )
-            )
-        suggestion = ev.SuggestionServed(
-            envelope=env,
-            request_id=request_id,
-            case_id=case_id,
-            query=f"{topic} {words}",
-            retrieved=[
-                ev.ScoredKnowledge(knowledge_id=_kid(k), score=1 - j / 20)
-                for j, k in enumerate(retrieved)
-            ],
-            ranked=[
-                ev.ScoredKnowledge(knowledge_id=_kid(k), score=1 - j / 10)
-                for j, k in enumerate(retrieved[:8])
-            ],
-            candidates=[
-                ev.Candidate(
-                    candidate_id="A",
-                    text=a_text,
-                    model_version="g1",
-                    cited_knowledge_ids=[_kid(picks[0])],
-                ),
-                ev.Candidate(
-                    candidate_id="B",
-                    text=b_text,
-                    model_version="g1",
-                    cited_knowledge_ids=[_kid(picks[1])],
-                ),
-            ],
-        )
+        req = _serve(rng, r, T0 + step * r, n_knowledge)
         if rng.random() < orphan_share:
-            orphan = ev.PairwisePreference(
-                envelope=later,
-                request_id=request_id,
-                case_id=case_id,
-                agent_id="agent-0",
-                preferred=ev.Preference.A,
-            )
+            orphan = _orphan(req)
             w.orphans.append(orphan)
-            w.stream += [*context, orphan]
+            w.stream += [*req.interaction, orphan]
             continue
-        context.append(suggestion)
-        agent = f"agent-{rng.randrange(n_agents)}"
-        chosen = rng.choice("AB")
-        other = "B" if chosen == "A" else "A"
-        chosen_kid = _kid(picks[0] if chosen == "A" else picks[1])
-        other_kid = _kid(picks[1] if chosen == "A" else picks[0])
-        chosen_text = a_text if chosen == "A" else b_text
-        common: dict[str, Any] = {
-            "envelope": later,
-            "request_id": request_id,
-            "case_id": case_id,
-            "agent_id": agent,
-        }
-        bad = (
-            rng.choice(["adoption", "preference", "relevance", "missing"])
-            if rng.random() < bad_share
-            else ""
-        )
-        adoption = ev.AdoptionDecision(
-            **common,
-            decision=ev.Adoption.EDITED,
-            candidate_id=chosen,
-            final_text=chosen_text + " Anything else I can help with today?",
-            rationale_text="ok" if bad == "adoption" else "Correct policy, added a closing line.",
-            rationale_category=ev.RationaleCategory.ACCURATE,
-        )
-        preference = ev.PairwisePreference(
-            **(
-                common | {"envelope": ev.Envelope(event_time=later.event_time, producer="workload")}
-            ),
-            preferred=ev.Preference(other if bad == "preference" else chosen),
-        )
-        relevance = ev.KnowledgeRelevance(
-            **(
-                common | {"envelope": ev.Envelope(event_time=later.event_time, producer="workload")}
-            ),
-            labels=[
-                ev.RelevanceLabel(
-                    knowledge_id=chosen_kid,
-                    label=ev.Relevance.IRRELEVANT if bad == "relevance" else ev.Relevance.RELEVANT,
-                ),
-                ev.RelevanceLabel(knowledge_id=other_kid, label=ev.Relevance.IRRELEVANT),
-            ],
-        )
-        missing = ev.MissingKnowledge(
-            **(
-                common | {"envelope": ev.Envelope(event_time=later.event_time, producer="workload")}
-            ),
-            items=[
-                ev.MissingItem(knowledge_id=_kid(retrieved[5] if bad == "missing" else missing_kid))
-            ],
-            timing=ev.AnnotationTiming.IMMEDIATE,
-            looked_up_at=later.event_time,
-            annotated_at=later.event_time + timedelta(seconds=20),
-        )
-        anns: list[ev.Event] = [adoption, preference, relevance, missing]
-        for name, a in zip(("adoption", "preference", "relevance", "missing"), anns, strict=True):
-            w.expected[a.envelope.event_id] = name != bad
+        context = [*req.interaction, req.suggestion]
+        draw = _draw(rng, n_agents, bad_share)
+        anns = _annotations(req, draw)
+        for name, a in zip(_KINDS, anns, strict=True):
+            w.expected[a.envelope.event_id] = name != draw.bad
         w.annotations += anns
         if rng.random() < late_share:  # the annotations overtake their context
-            w.late_context.add(request_id)
+            w.late_context.add(req.request_id)
             w.stream += anns
             late.append((len(w.stream) + rng.randrange(5, 60), context))
         else:
@@ -203,6 +110,153 @@ def make_workload(
     for at, context in sorted(late, key=lambda x: x[0], reverse=True):
         w.stream[at:at] = context
     return w
+
+
+def _knowledge(n_knowledge: int) -> list[ev.KnowledgeChanged]:
+    """The knowledge base: ``n_knowledge`` policies cycling through the topics, so replies
+    and queries built from a topic's words overlap the objects they cite."""
+    out = []
+    for i in range(n_knowledge):
+        topic, words = TOPICS_WORDS[i % len(TOPICS_WORDS)]
+        text = f"{topic.title()} policy {i}: {words} rule {i} applies, reference {i * 7}."
+        out.append(
+            ev.KnowledgeChanged(
+                knowledge_id=_kid(i), op=ev.KnowledgeOp.UPSERT, title=topic, text=text
+            )
+        )
+    return out
+
+
+def _envelope(rng: random.Random, at: datetime) -> ev.Envelope:
+    """An envelope whose id comes from the workload's rng: the same workload twice."""
+    return ev.Envelope(
+        event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+        event_time=at,
+        producer="workload",
+    )
+
+
+def _serve(rng: random.Random, r: int, when: datetime, n_knowledge: int) -> _Request:
+    """Request ``r``'s envelopes, knowledge picks, candidates and context, drawing the rng
+    in a fixed order (suggestion envelope, annotation envelope, picks, interaction)."""
+    case_id, request_id = f"case-{r // 2:06d}", f"req-{r:06d}"
+    env = _envelope(rng, when)
+    later = _envelope(rng, when + timedelta(seconds=30))
+    picks = rng.sample(range(n_knowledge), 12)
+    topic, words = TOPICS_WORDS[picks[0] % len(TOPICS_WORDS)]
+    a_text = f"For your {topic} question: {words.split()[0]} applies [{_kid(picks[0])}]."
+    b_text = f"Please check the {words.split()[-1]} terms of the agreement [{_kid(picks[1])}]."
+    interaction: list[ev.Event] = []
+    if r % 2 == 0:
+        interaction.append(
+            ev.CustomerInteraction(
+                envelope=_envelope(rng, when),
+                case_id=case_id,
+                channel=ev.Channel.CHAT,
+                customer_message=f"Question about {topic}, reach me at user{r}@example.com",
+            )
+        )
+    suggestion = ev.SuggestionServed(
+        envelope=env,
+        request_id=request_id,
+        case_id=case_id,
+        query=f"{topic} {words}",
+        retrieved=_scored(picks[:10], 20),
+        ranked=_scored(picks[:8], 10),
+        candidates=[
+            _candidate("A", a_text, picks[0]),
+            _candidate("B", b_text, picks[1]),
+        ],
+    )
+    return _Request(case_id, request_id, later, picks, a_text, b_text, interaction, suggestion)
+
+
+def _scored(picks: list[int], scale: int) -> list[ev.ScoredKnowledge]:
+    """Knowledge in pick order with falling scores ``1 - j / scale``."""
+    return [
+        ev.ScoredKnowledge(knowledge_id=_kid(k), score=1 - j / scale) for j, k in enumerate(picks)
+    ]
+
+
+def _candidate(candidate_id: str, text: str, cited: int) -> ev.Candidate:
+    """A candidate reply citing one knowledge object (the Virtual Judge checks citations)."""
+    return ev.Candidate(
+        candidate_id=candidate_id,
+        text=text,
+        model_version="g1",
+        cited_knowledge_ids=[_kid(cited)],
+    )
+
+
+def _orphan(req: _Request) -> ev.PairwisePreference:
+    """An annotation whose suggestion is never published: it must end up unmatched."""
+    return ev.PairwisePreference(
+        envelope=req.later,
+        request_id=req.request_id,
+        case_id=req.case_id,
+        agent_id="agent-0",
+        preferred=ev.Preference.A,
+    )
+
+
+def _draw(rng: random.Random, n_agents: int, bad_share: float) -> _Draw:
+    """Agent, chosen candidate and the annotation made wrong, in the seeded draw order."""
+    agent = f"agent-{rng.randrange(n_agents)}"
+    chosen = rng.choice("AB")
+    bad = rng.choice(list(_KINDS)) if rng.random() < bad_share else ""
+    return _Draw(agent, chosen, bad)
+
+
+def _annotations(req: _Request, draw: _Draw) -> list[ev.Event]:
+    """Adoption, preference, relevance and missing knowledge for a request, each correct
+    unless it is ``draw.bad``: then wrong in the one way its Virtual Judge rule catches."""
+    chosen, bad = draw.chosen, draw.bad
+    picks, later = req.picks, req.later
+    other = "B" if chosen == "A" else "A"
+    chosen_kid = _kid(picks[0] if chosen == "A" else picks[1])
+    other_kid = _kid(picks[1] if chosen == "A" else picks[0])
+    chosen_text = req.a_text if chosen == "A" else req.b_text
+    common: dict[str, Any] = {
+        "envelope": later,
+        "request_id": req.request_id,
+        "case_id": req.case_id,
+        "agent_id": draw.agent,
+    }
+    adoption = ev.AdoptionDecision(
+        **common,
+        decision=ev.Adoption.EDITED,
+        candidate_id=chosen,
+        final_text=chosen_text + " Anything else I can help with today?",
+        rationale_text="ok" if bad == "adoption" else "Correct policy, added a closing line.",
+        rationale_category=ev.RationaleCategory.ACCURATE,
+    )
+    preference = ev.PairwisePreference(
+        **_unseeded(common, later),
+        preferred=ev.Preference(other if bad == "preference" else chosen),
+    )
+    relevance = ev.KnowledgeRelevance(
+        **_unseeded(common, later),
+        labels=[
+            ev.RelevanceLabel(
+                knowledge_id=chosen_kid,
+                label=ev.Relevance.IRRELEVANT if bad == "relevance" else ev.Relevance.RELEVANT,
+            ),
+            ev.RelevanceLabel(knowledge_id=other_kid, label=ev.Relevance.IRRELEVANT),
+        ],
+    )
+    missing = ev.MissingKnowledge(
+        **_unseeded(common, later),
+        items=[ev.MissingItem(knowledge_id=_kid(picks[5] if bad == "missing" else picks[10]))],
+        timing=ev.AnnotationTiming.IMMEDIATE,
+        looked_up_at=later.event_time,
+        annotated_at=later.event_time + timedelta(seconds=20),
+    )
+    return [adoption, preference, relevance, missing]
+
+
+def _unseeded(common: dict[str, Any], later: ev.Envelope) -> dict[str, Any]:
+    """``common`` with a fresh envelope at ``later``'s time (a random, unseeded event id)."""
+    return common | {"envelope": ev.Envelope(event_time=later.event_time, producer="workload")}
 
 
 def garbage(n: int, seed: int = 1) -> list[bytes]:

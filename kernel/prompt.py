@@ -8,9 +8,11 @@ that cites nothing is grounded on the top snippet, and says so with its id.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 SYSTEM = (
     "You are a customer support agent. Answer the customer's last message using only the "
@@ -134,3 +136,38 @@ def ground(text: str, snippets: Sequence[Snippet]) -> tuple[str, list[str]]:
         top = snippets[0].knowledge_id
         out, cited = f"{out} [{top}]".strip(), [top]
     return out, cited
+
+
+@dataclass(frozen=True)
+class PromptShape:
+    """What the serving generator shows (``Settings.prompt_knowledge`` / ``prompt_chars``):
+    the first ``knowledge`` ranked objects, each clipped to ``chars``. Training prompts are
+    built with the same shape, so training sees what serving shows."""
+
+    knowledge: int = 3
+    chars: int = 300
+
+
+def build_prompt(
+    query: str,
+    knowledge: Sequence[tuple[str, str | None]],
+    customer_message: str = "",
+    history: Sequence[tuple[str, str]] = (),
+    chars: int = 300,
+) -> str:
+    """The generator prompt exactly as serving builds it: a JSON list of chat messages,
+    the numbered knowledge shown in the system turn, then the conversation (``history`` as
+    (speaker, text) pairs). Style A (serving's default)."""
+    key = (customer_message or query, tuple(knowledge), tuple(history), chars)
+    prompt = _PROMPTS.get(key)
+    if prompt is None:  # a request's preference and adoption show the same prompt
+        snippets = [Snippet(kid, text or "(text unavailable)") for kid, text in knowledge]
+        messages = build_messages(key[0], list(history), snippets, "A", max_chars=chars)
+        prompt = json.dumps(messages, ensure_ascii=False)
+        if len(_PROMPTS) >= 4096:
+            _PROMPTS.clear()
+        _PROMPTS[key] = prompt
+    return prompt
+
+
+_PROMPTS: dict[tuple[Any, ...], str] = {}

@@ -7,68 +7,83 @@ Layout under the store root (a local dir or any fsspec URL)::
 
 A shard is *sealed* once its manifest exists; the manifest is written only after the
 Parquet file is durable, so a reader that lists manifests never sees a half-written
-shard. Components are ``retriever``, ``ranker``, ``generator``; splits ``train``/``eval``.
+shard. Component dirs are :attr:`Component.slug` (``retriever``, ...); splits ``train``/``eval``.
+The row types below are checked against their Avro contracts in ``schemas/rows/`` by a
+unit test; the Arrow schemas are generated from those contracts.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-COMPONENTS = ("retriever", "ranker", "generator")
+from kernel.messages import Component
+from kernel.schemas import row_schema
+
 SPLITS = ("train", "eval")
 
-_COMMON = [
-    ("example_id", pa.string()),  # deterministic: annotation event id + suffix
-    ("source_event_ids", pa.list_(pa.string())),
-    ("case_id", pa.string()),
-    ("request_id", pa.string()),
-    ("event_time", pa.timestamp("ms", tz="UTC")),
-    ("weight", pa.float32()),
-]
 
-ROW_SCHEMAS: dict[str, pa.Schema] = {
-    # query -> one positive knowledge text, hard negatives = shown objects marked irrelevant
-    "retriever": pa.schema(
-        [
-            *_COMMON,
-            ("query", pa.string()),
-            ("positive_id", pa.string()),
-            ("positive_text", pa.string()),
-            ("negative_ids", pa.list_(pa.string())),
-            ("negative_texts", pa.list_(pa.string())),
-        ]
-    ),
-    # query, knowledge object, graded label (RELEVANT 1.0, PARTIAL 0.5, IRRELEVANT 0.0)
-    "ranker": pa.schema(
-        [
-            *_COMMON,
-            ("query", pa.string()),
-            ("knowledge_id", pa.string()),
-            ("text", pa.string()),
-            ("label", pa.float32()),
-        ]
-    ),
-    # ORPO pairs: prompt (with the knowledge shown), chosen, rejected, and the rationale
-    "generator": pa.schema(
-        [
-            *_COMMON,
-            ("prompt", pa.string()),
-            ("chosen", pa.string()),
-            ("rejected", pa.string()),
-            ("rationale", pa.string()),
-            ("rationale_category", pa.string()),
-            ("knowledge_ids", pa.list_(pa.string())),
-        ]
-    ),
+class RowCommon(TypedDict):
+    """The fields every training row has."""
+
+    example_id: str  # deterministic: annotation event id + suffix
+    source_event_ids: list[str]
+    case_id: str
+    request_id: str
+    event_time: datetime
+    weight: float
+
+
+class RetrieverRow(RowCommon):
+    """query -> one positive knowledge text; hard negatives = shown objects marked irrelevant"""
+
+    query: str
+    positive_id: str
+    positive_text: str
+    negative_ids: list[str]
+    negative_texts: list[str]
+
+
+class RankerRow(RowCommon):
+    """query, knowledge object, graded label (RELEVANT 1.0, PARTIAL 0.5, IRRELEVANT 0.0)"""
+
+    query: str
+    knowledge_id: str
+    text: str
+    label: float
+
+
+class GeneratorRow(RowCommon):
+    """ORPO pair: prompt (with the knowledge shown), chosen, rejected, and the rationale"""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    rationale: str
+    rationale_category: str
+    knowledge_ids: list[str]
+
+
+Row = RetrieverRow | RankerRow | GeneratorRow
+# The Arrow schemas, generated from the row contracts in schemas/rows/*.avsc
+ROW_SCHEMAS: dict[Component, pa.Schema] = {c: row_schema(c.slug) for c in Component}
+ROW_TYPES: dict[Component, type[Row]] = {
+    Component.RETRIEVER: RetrieverRow,
+    Component.RANKER: RankerRow,
+    Component.GENERATOR: GeneratorRow,
 }
+
+
+def component_of(value: str | Component) -> Component:
+    """A component from a manifest's or a caller's spelling (``retriever``, ``RETRIEVER``)."""
+    return value if isinstance(value, Component) else Component.parse(value)
 
 
 @dataclass
@@ -96,22 +111,23 @@ class ShardStore:
         self.root = root.rstrip("/")
         self.fs, self.base = fsspec.core.url_to_fs(self.root)
 
-    def _dir(self, component: str, split: str) -> str:
-        if component not in COMPONENTS or split not in SPLITS:
-            raise ValueError(f"unknown shard {component}/{split}")
-        return f"{self.base}/{component}/{split}"
+    def _dir(self, component: str | Component, split: str) -> str:
+        if split not in SPLITS:
+            raise ValueError(f"unknown shard split {split!r}; known: {', '.join(SPLITS)}")
+        return f"{self.base}/{component_of(component).slug}/{split}"
 
     def data_path(self, manifest: Manifest) -> str:
         """Where a shard's Parquet file goes (known before it is written)."""
         return f"{self._dir(manifest.component, manifest.split)}/{manifest.shard_id}.parquet"
 
-    def write(self, manifest: Manifest, rows: list[dict[str, Any]]) -> Manifest:
+    def write(self, manifest: Manifest, rows: Sequence[Mapping[str, object]]) -> Manifest:
         """Write the Parquet file, then the manifest (the seal). Idempotent per shard id."""
         d = self._dir(manifest.component, manifest.split)
         self.fs.makedirs(d, exist_ok=True)
         data_path = self.data_path(manifest)
         tmp_path = data_path + ".tmp"
-        table = pa.Table.from_pylist(rows, schema=ROW_SCHEMAS[manifest.component])
+        schema = ROW_SCHEMAS[component_of(manifest.component)]
+        table = pa.Table.from_pylist(list(rows), schema=schema)
         with self.fs.open(tmp_path, "wb") as fh:
             pq.write_table(table, fh)
         self.fs.mv(tmp_path, data_path)
@@ -123,7 +139,7 @@ class ShardStore:
         self.fs.mv(man_tmp, f"{d}/{manifest.shard_id}.manifest.json")
         return manifest
 
-    def manifests(self, component: str, split: str | None = None) -> list[Manifest]:
+    def manifests(self, component: str | Component, split: str | None = None) -> list[Manifest]:
         """Sealed shards, oldest first by (max_event_time, shard_id)."""
         out = []
         for sp in (split,) if split else SPLITS:
@@ -141,9 +157,5 @@ class ShardStore:
             with self.fs.open(m.parquet, "rb") as fh:
                 tables.append(pq.read_table(fh))
         if not tables:
-            return ROW_SCHEMAS["retriever"].empty_table()
+            return ROW_SCHEMAS[Component.RETRIEVER].empty_table()
         return pa.concat_tables(tables)
-
-
-def iso(ts: datetime) -> str:
-    return ts.isoformat()

@@ -1,4 +1,6 @@
-"""Token similarity used by the judge rules: cheap, deterministic, dependency-free."""
+"""The one tokenizer, and the token similarities built on it: cheap, deterministic,
+dependency-free. The judge rules, the simulated agents and the trainers' reference
+scorer all use these, so they agree on what a word is."""
 
 from __future__ import annotations
 
@@ -41,3 +43,23 @@ def containment(part: str, whole: str) -> tuple[float, int]:
         return 0.0, 0
     hit = len(sp & sw)
     return hit / len(sp), hit
+
+
+_STOCK = "ok okay k fine good great nice cool yes no none nothing n/a na - . ... x xx test asdf"
+BOILERPLATE = frozenset(
+    [*_STOCK.split(), "lgtm", "idk", "same", "default", "done", "no comment", "see above"]
+    + ["as above", "looks good", "all good"]
+)
+
+
+def is_boilerplate(text: str, min_tokens: int = 2) -> bool:
+    """Empty, a stock phrase, one repeated word, or fewer than ``min_tokens`` words."""
+    norm = re.sub(r"\s+", " ", text.strip().lower()).strip(" .!")
+    if not norm or norm in BOILERPLATE:
+        return True
+    words = tokens(norm)
+    if not words or not any(len(w) >= 3 and w.isalpha() for w in words):
+        return True
+    if len(set(words)) == 1 and len(words) > 1:
+        return True
+    return len(words) < min_tokens and not content_tokens(norm)

@@ -20,26 +20,24 @@ import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from kernel.events import (
-    ANNOTATIONS,
     AdoptionDecision,
     Annotation,
     CustomerInteraction,
     Event,
     JudgeVerdict,
-    KnowledgeRelevance,
-    PairwisePreference,
     Split,
     SuggestionServed,
     Turn,
 )
+from kernel.reasons import Reason
 from processors import metrics
 from processors.examples import PromptShape, build_examples, needed_knowledge
-from processors.judge.base import Judge, JudgeInput, Verdict, annotation_type, reason_code
+from processors.judge.base import Judge, JudgeInput, Verdict, reason_code
 from processors.offsets import Ticket
 from processors.redact import Redactor, redact_event
 from processors.sealer import SealedShard, ShardWriter
@@ -195,8 +193,8 @@ class Engine:
             elif isinstance(event, SuggestionServed):
                 self._on_suggestion(event, rec.partition)
                 waiting = self.pending.get(event.request_id, [])
-            elif isinstance(event, ANNOTATIONS):
-                waiting = self._admit(cast(Annotation, event), rec, ticket)
+            elif isinstance(event, Annotation):
+                waiting = self._admit(event, rec, ticket)
             else:
                 raise TypeError(f"unexpected {event.event_type} event on {rec.topic}")
         except Exception as exc:  # a message that cannot be processed: DLQ, keep going
@@ -204,7 +202,7 @@ class Engine:
             out.dead.append(self._dead(rec, ticket, exc, "process"))
             ticket.release()
             return out
-        if not isinstance(event, ANNOTATIONS):
+        if not isinstance(event, Annotation):
             ticket.release()
         if waiting and not self.judge.remote:
             out.extend(await self.resolve(waiting))
@@ -345,7 +343,7 @@ class Engine:
             return _Wait.ORPHAN if now >= p.context_deadline else _Wait.WAIT
         sugg = bundle.suggestion
         adoption = ann if isinstance(ann, AdoptionDecision) else bundle.adoption
-        needs_adoption = isinstance(ann, PairwisePreference | KnowledgeRelevance)
+        needs_adoption = ann.waits_for_adoption
         if needs_adoption and adoption is None and now < p.adoption_deadline:
             return _Wait.WAIT
         shown = [k.knowledge_id for k in sugg.ranked[: self.prompt_shape.knowledge]]
@@ -420,7 +418,7 @@ class Engine:
         out.dead.append(self._dead(p.record, p.ticket, why, "join"))
         verdict = Verdict(False, self.judge.name, self.judge.version, reasons=(why,))
         out.verdicts.append((verdict.to_event(p.annotation, p.agent), p.ticket))
-        metrics.record_verdict(annotation_type(p.annotation).value, False, ["orphan"])
+        metrics.record_verdict(p.annotation.annotation_type, False, [Reason.ORPHAN.value])
         metrics.VERDICT_DELAY.observe(self.clock() - p.arrived)
         p.ticket.release()
 
@@ -428,12 +426,12 @@ class Engine:
         """Publish the verdict and buffer the examples. A failure to build them
         dead-letters the annotation (``resolve``); a failure to store them is not caught:
         the worker stops and the message is read again."""
-        ann, kind = p.annotation, inp.type.value
+        ann, kind = p.annotation, inp.type
         event = verdict.to_event(ann, p.agent)
         split, examples = "train", {}
         if verdict.accepted:
             case = self.case(ann.case_id)
-            split = (case.split if case else Split.TRAIN).value.lower()
+            split = (case.split if case else Split.TRAIN).slug
             history = case.history if case else None
             examples = build_examples(inp, verdict, history, self.prompt_shape)
         out.verdicts.append((event, p.ticket))
@@ -446,7 +444,7 @@ class Engine:
             rate = verdict.scores["default_rate"]
             metrics.child(metrics.AGENT_DEFAULT_RATE, p.agent).set(rate)
         for component, rows in examples.items():
-            self.writer.add(component, split, rows, p.ticket)
+            self.writer.add(component.slug, split, rows, p.ticket)
         p.ticket.release()
         if examples:
             out.sealed += self.writer.seal_full()

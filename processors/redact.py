@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kernel import events as ev
 from kernel.events import Event
 
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -97,25 +96,6 @@ class Redactor:
 
 
 def redact_event(r: Redactor, event: Event) -> Event:
-    """A copy of the event with every free-text field redacted (ids are kept)."""
-    if isinstance(event, ev.CustomerInteraction):
-        history = [t.model_copy(update={"text": r.text(t.text)}) for t in event.history]
-        return event.model_copy(
-            update={"customer_message": r.text(event.customer_message), "history": history}
-        )
-    if isinstance(event, ev.SuggestionServed):
-        cands = [c.model_copy(update={"text": r.text(c.text)}) for c in event.candidates]
-        return event.model_copy(update={"query": r.text(event.query), "candidates": cands})
-    if isinstance(event, ev.AdoptionDecision):
-        return event.model_copy(
-            update={
-                "final_text": r.text(event.final_text),
-                "rationale_text": r.text(event.rationale_text),
-            }
-        )
-    if isinstance(event, ev.MissingKnowledge):
-        items = [i.model_copy(update={"text": r.maybe(i.text)}) for i in event.items]
-        return event.model_copy(update={"items": items})
-    if isinstance(event, ev.KnowledgeChanged):
-        return event.model_copy(update={"title": r.text(event.title), "text": r.text(event.text)})
-    return event
+    """A copy of the event with every free-text field redacted (the fields each event type
+    lists in ``pii_fields``; ids are kept)."""
+    return event.redacted(r.text)

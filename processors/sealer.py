@@ -18,16 +18,15 @@ import hashlib
 import io
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kernel.events import Component, OffsetRange, ShardSealed, Split
-from kernel.shards import COMPONENTS, ROW_SCHEMAS, Manifest, ShardStore
+from kernel.shards import ROW_SCHEMAS, Manifest, Row, ShardStore
 from processors import metrics
 from processors.offsets import Ticket
 
@@ -39,11 +38,11 @@ class OpenShard:
     component: str
     split: str
     opened: float  # monotonic
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     tickets: list[Ticket] = field(default_factory=list)
     offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # tp -> [min, max]
 
-    def add(self, rows: list[dict[str, Any]], ticket: Ticket) -> None:
+    def add(self, rows: Sequence[Row], ticket: Ticket) -> None:
         self.rows.extend(rows)
         if not self.tickets or self.tickets[-1] is not ticket:
             ticket.hold()
@@ -61,7 +60,7 @@ class SealedShard:
     event: ShardSealed
     tickets: list[Ticket]
     store: ShardStore
-    rows: list[dict[str, Any]] | None = None
+    rows: list[Row] | None = None
 
     @property
     def written(self) -> bool:
@@ -110,7 +109,7 @@ class ShardWriter:
     def load_sealed(self) -> int:
         """Read example ids of sealed shards not read before; returns how many were new."""
         added = 0
-        for component in COMPONENTS:
+        for component in Component:
             for m in self.store.manifests(component):
                 if m.shard_id in self._read_manifests:
                     continue
@@ -125,7 +124,7 @@ class ShardWriter:
     def seen(self, example_id: str) -> bool:
         return example_id in self.sealed_ids or example_id in self._open_ids
 
-    def add(self, component: str, split: str, rows: list[dict[str, Any]], ticket: Ticket) -> int:
+    def add(self, component: str, split: str, rows: Sequence[Row], ticket: Ticket) -> int:
         """Buffer the rows not sealed or buffered before; returns how many were kept."""
         fresh = [r for r in rows if not self.seen(r["example_id"])]
         if len(fresh) < len(rows):
@@ -181,8 +180,8 @@ class ShardWriter:
         uri = self.store.fs.unstrip_protocol(manifest.parquet)
         event = ShardSealed(
             shard_id=shard_id,
-            component=Component(component.upper()),
-            split=Split(split.upper()),
+            component=Component.parse(component),
+            split=Split.parse(split),
             uri=uri,
             manifest_uri=uri.removesuffix(".parquet") + ".manifest.json",
             rows=manifest.rows,

@@ -36,7 +36,7 @@ EVAL_METRIC = Gauge(
 
 def export_state(state: RegistryState, component: Component) -> None:
     """Publish when the serving version was promoted and its eval metrics."""
-    name = component.value.lower()
+    name = component.slug
     served = state.serving_state(component)
     if served is None or served.event is None:
         return
@@ -89,7 +89,7 @@ class LifecycleWatcher(TopicFollower):
         current: ModelSpec | None = None,
         poll_s: float = 0.5,
     ) -> None:
-        name = f"serving-{component.value.lower()}-lifecycle"
+        name = f"serving-{component.slug}-lifecycle"
         super().__init__(kafka, "models", name, batch=200, poll_s=poll_s)
         self.component = component
         self.on_change = on_change

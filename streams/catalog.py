@@ -10,15 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kernel.events import (
-    AdoptionDecision,
+    ANNOTATIONS,
     CustomerInteraction,
     Event,
     JudgeVerdict,
     KnowledgeChanged,
-    KnowledgeRelevance,
-    MissingKnowledge,
     ModelLifecycle,
-    PairwisePreference,
     ShardSealed,
     SuggestionServed,
 )
@@ -50,30 +47,8 @@ class TopicSpec:
 CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec("interactions", CustomerInteraction, "customer messages with conversation history"),
     TopicSpec("suggestions", SuggestionServed, "what the assistant served the agent"),
-    TopicSpec(
-        "annotations.preference",
-        PairwisePreference,
-        "agent's preference between the two replies",
-        retention_ms=365 * DAY_MS,
-    ),
-    TopicSpec(
-        "annotations.adoption",
-        AdoptionDecision,
-        "as-is / edited / rejected, sent text, rationale",
-        retention_ms=365 * DAY_MS,
-    ),
-    TopicSpec(
-        "annotations.relevance",
-        KnowledgeRelevance,
-        "relevance label per knowledge object shown",
-        retention_ms=365 * DAY_MS,
-    ),
-    TopicSpec(
-        "annotations.missing-knowledge",
-        MissingKnowledge,
-        "knowledge the agent looked up elsewhere",
-        retention_ms=365 * DAY_MS,
-    ),
+    # one topic per annotation type, declared by the type (kernel/annotations/<type>.py)
+    *(TopicSpec(a.topic, a, a.topic_doc, retention_ms=365 * DAY_MS) for a in ANNOTATIONS),
     TopicSpec(
         "judge.verdicts",
         JudgeVerdict,

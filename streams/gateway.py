@@ -14,8 +14,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -70,80 +70,23 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
     """The gateway application; ``ack_timeout_s`` bounds the wait for Kafka."""
     tokens = settings.token_set()
     state: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        overrides: dict[str, Any] = {"message.timeout.ms": int(ack_timeout_s * 1000)}
-        publisher = Publisher(
-            settings.kafka, producer_name="aitl-gateway", tenant_id=settings.tenant_id, **overrides
-        )
-        state["publisher"] = publisher
-        state["poller"] = _Poller(publisher)
-        yield
-        state["poller"].close()
-
+    lifespan = _lifespan(settings, ack_timeout_s, state)
     app = FastAPI(title="aitl gateway", version="1", lifespan=lifespan)
-
-    def authorized(request: Request) -> bool:
-        if not tokens:
-            return True
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and any(
-            hmac.compare_digest(token.encode(), t.encode()) for t in tokens
-        )
 
     @app.post("/v1/events/{event_type}")
     async def publish(event_type: str, request: Request) -> JSONResponse:
         started = time.perf_counter()
-        if not authorized(request):
+        if not _authorized(tokens, request):
             REQUESTS.labels(event_type, "401").inc()
             return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
-        try:
-            body = await request.json()
-        except ValueError:
-            REQUESTS.labels(event_type, "400").inc()
-            return JSONResponse({"error": "body is not valid JSON"}, status_code=400)
-        items = body if isinstance(body, list) else [body]
-        if not items or not all(isinstance(i, dict) for i in items):
-            REQUESTS.labels(event_type, "400").inc()
-            return JSONResponse(
-                {"error": "body must be a JSON object or a non-empty list of objects"},
-                status_code=400,
-            )
+        items = await _read_items(event_type, request)
+        if isinstance(items, JSONResponse):
+            return items
         publisher: Publisher = state["publisher"]
-        errors: list[dict[str, Any]] = []
-        for index, item in enumerate(items):
-            try:
-                publisher.prepare(item, event_type)
-            except InvalidEvent as exc:
-                errors.extend(
-                    {"index": index, "field": f, "message": m} for f, m in exc.errors.items()
-                )
-        if errors:
-            REQUESTS.labels(event_type, "400").inc()
-            return JSONResponse({"error": f"invalid {event_type} event", "errors": errors}, 400)
-
-        loop = asyncio.get_running_loop()
-        pending: dict[uuid.UUID, asyncio.Future[KafkaError | None]] = {}
-
-        def delivered(event_id: uuid.UUID, err: KafkaError | None) -> None:
-            fut = pending.get(event_id)
-            if fut is not None:
-                loop.call_soon_threadsafe(_resolve, fut, err)
-
-        # futures are registered before produce so no report can arrive unseen
-        prepared = [publisher.prepare(item, event_type) for item in items]
-        for event in prepared:
-            pending[event.envelope.event_id] = loop.create_future()
-        ids = publisher.publish_many(prepared, on_delivery=delivered)
-        try:
-            results = await asyncio.wait_for(
-                asyncio.gather(*pending.values()), timeout=ack_timeout_s + 2
-            )
-        except TimeoutError:
-            results = [KafkaError(KafkaError._MSG_TIMED_OUT)]
-        failures = [r for r in results if r is not None]
+        invalid = _validate(publisher, items, event_type)
+        if invalid is not None:
+            return invalid
+        ids, failures = await _produce(publisher, items, event_type, ack_timeout_s)
         if failures:
             REQUESTS.labels(event_type, "503").inc()
             return JSONResponse(
@@ -168,3 +111,95 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _lifespan(
+    settings: Settings, ack_timeout_s: float, state: dict[str, Any]
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: one publisher (and its delivery poller) for all requests, its
+    message timeout the ack timeout so Kafka gives up before the client does."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        overrides: dict[str, Any] = {"message.timeout.ms": int(ack_timeout_s * 1000)}
+        publisher = Publisher(
+            settings.kafka, producer_name="aitl-gateway", tenant_id=settings.tenant_id, **overrides
+        )
+        state["publisher"] = publisher
+        state["poller"] = _Poller(publisher)
+        yield
+        state["poller"].close()
+
+    return lifespan
+
+
+def _authorized(tokens: frozenset[str], request: Request) -> bool:
+    """Whether the request carries one of the bearer tokens (always, when auth is off);
+    compared in constant time so a token cannot be guessed byte by byte."""
+    if not tokens:
+        return True
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return scheme.lower() == "bearer" and any(
+        hmac.compare_digest(token.encode(), t.encode()) for t in tokens
+    )
+
+
+async def _read_items(event_type: str, request: Request) -> list[Any] | JSONResponse:
+    """The body as a list of JSON objects (one object counts as a list of one), or the
+    ``400`` answer when it is not JSON or not objects."""
+    try:
+        body = await request.json()
+    except ValueError:
+        REQUESTS.labels(event_type, "400").inc()
+        return JSONResponse({"error": "body is not valid JSON"}, status_code=400)
+    items = body if isinstance(body, list) else [body]
+    if not items or not all(isinstance(i, dict) for i in items):
+        REQUESTS.labels(event_type, "400").inc()
+        return JSONResponse(
+            {"error": "body must be a JSON object or a non-empty list of objects"},
+            status_code=400,
+        )
+    return items
+
+
+def _validate(publisher: Publisher, items: list[Any], event_type: str) -> JSONResponse | None:
+    """The ``400`` answer listing every field error of every item, or None when all are
+    valid: a batch with one bad event produces nothing."""
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            publisher.prepare(item, event_type)
+        except InvalidEvent as exc:
+            errors.extend({"index": index, "field": f, "message": m} for f, m in exc.errors.items())
+    if errors:
+        REQUESTS.labels(event_type, "400").inc()
+        return JSONResponse({"error": f"invalid {event_type} event", "errors": errors}, 400)
+    return None
+
+
+async def _produce(
+    publisher: Publisher, items: list[Any], event_type: str, ack_timeout_s: float
+) -> tuple[list[uuid.UUID], list[KafkaError]]:
+    """Produce the items and wait for the cluster's acknowledgements: the event ids and
+    the delivery failures (a timeout counts as one), so the client knows to retry."""
+    loop = asyncio.get_running_loop()
+    pending: dict[uuid.UUID, asyncio.Future[KafkaError | None]] = {}
+
+    def delivered(event_id: uuid.UUID, err: KafkaError | None) -> None:
+        fut = pending.get(event_id)
+        if fut is not None:
+            loop.call_soon_threadsafe(_resolve, fut, err)
+
+    # futures are registered before produce so no report can arrive unseen
+    prepared = [publisher.prepare(item, event_type) for item in items]
+    for event in prepared:
+        pending[event.envelope.event_id] = loop.create_future()
+    ids = publisher.publish_many(prepared, on_delivery=delivered)
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*pending.values()), timeout=ack_timeout_s + 2
+        )
+    except TimeoutError:
+        results = [KafkaError(KafkaError._MSG_TIMED_OUT)]
+    return ids, [r for r in results if r is not None]

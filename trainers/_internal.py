@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-log = logging.getLogger("trainers")
+from kernel.text import tokens
 
-_WORD = re.compile(r"[a-z0-9]+")
+log = logging.getLogger("trainers")
 
 
 @dataclass
@@ -103,7 +102,7 @@ def kept(rows: Iterable[dict[str, Any]], min_weight: float) -> list[dict[str, An
 
 
 def words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
+    return set(tokens(text))
 
 
 def overlap_neighbours(

@@ -26,7 +26,7 @@ from kernel.events import Component, LifecycleAction
 from kernel.lifecycle import read_model_card, write_model_card
 from kernel.models import resolve_embedder, resolve_generator
 from kernel.settings import Settings
-from kernel.shards import ShardStore
+from kernel.shards import ShardStore, component_of
 from trainers import generator as gen
 from trainers import ranker as rk
 from trainers import retriever as rt
@@ -62,7 +62,7 @@ class CycleResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "component": self.component.value.lower(),
+            "component": self.component.slug,
             "version": self.version,
             "action": self.action.value,
             "reason": self.decision.reason,
@@ -84,10 +84,6 @@ class _Trained:
     base_model: str
     card: dict[str, Any]
     eval_judge: str | None = None
-
-
-def as_component(value: Component | str) -> Component:
-    return value if isinstance(value, Component) else Component(value.upper())
 
 
 def build_judge(settings: Settings) -> PairwiseJudge:
@@ -120,8 +116,8 @@ def run_cycle(
     ``kb`` is the candidate knowledge base as (id, text); every object the shards mention
     is added to it. ``snapshot_id`` retrains on a recorded snapshot instead of a new one.
     """
-    comp = as_component(component)
-    name = comp.value.lower()
+    comp = component_of(component)
+    name = comp.slug
     config = config or CycleConfig()
     stage = on_stage or (lambda msg: log.info("%s: %s", name, msg))
     shards = ShardStore(settings.shard_store)

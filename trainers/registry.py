@@ -264,7 +264,7 @@ class Registry:
         state = self.state()
         found = state.versions.get(component, {}).get(version)
         if found is None:
-            raise RegistryError(f"no {component.value.lower()} version {version!r}")
+            raise RegistryError(f"no {component.slug} version {version!r}")
         return found
 
     def _envelope(self, state: RegistryState) -> Envelope:
@@ -302,7 +302,7 @@ class Registry:
         """A new candidate at ``artifact_uri`` with its metrics and lineage."""
         state = self.state()
         if version in state.versions.get(component, {}):
-            raise RegistryError(f"{component.value.lower()} version {version!r} already exists")
+            raise RegistryError(f"{component.slug} version {version!r} already exists")
         return self._emit(
             ModelLifecycle(
                 envelope=self._envelope(state),
@@ -330,7 +330,7 @@ class Registry:
         state = self.state()
         current = state.versions.get(component, {}).get(version)
         if current is None or current.event is None:
-            raise RegistryError(f"no {component.value.lower()} version {version!r}")
+            raise RegistryError(f"no {component.slug} version {version!r}")
         return self._emit(
             current.event.model_copy(
                 update={
@@ -354,7 +354,7 @@ class Registry:
         """``version`` serves from now on; the event names what served before."""
         current = self.state().serving.get(component)
         if current == version:
-            raise RegistryError(f"{component.value.lower()} {version!r} is already serving")
+            raise RegistryError(f"{component.slug} {version!r} is already serving")
         return self._transition(
             component, version, LifecycleAction.PROMOTED, reason=reason, previous_version=current
         )
@@ -364,9 +364,7 @@ class Registry:
         state = self.state()
         current = state.serving.get(component)
         if current is None:
-            raise RegistryError(
-                f"no {component.value.lower()} version is serving: nothing to roll back"
-            )
+            raise RegistryError(f"no {component.slug} version is serving: nothing to roll back")
         target = previous_serving(state, component)
         return self._transition(
             component,
@@ -380,7 +378,7 @@ class Registry:
 def new_version(component: Component, now: datetime | None = None) -> str:
     """A sortable, unique version name: ``retriever-20261101T093000-1a2b3c``."""
     ts = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
-    return f"{component.value.lower()}-{ts}-{uuid.uuid4().hex[:6]}"
+    return f"{component.slug}-{ts}-{uuid.uuid4().hex[:6]}"
 
 
 def lineage_of(state: VersionState) -> dict[str, Any]:

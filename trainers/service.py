@@ -98,7 +98,7 @@ def seed_trigger(
     for comp in trigger.components:
         done = trained_shards(registry, checkpoints, comp)
         trigger.seen[comp] |= done
-        for m in shards.manifests(comp.value.lower()):
+        for m in shards.manifests(comp.slug):
             trigger.observe(comp, m.shard_id, m.split, m.rows)
 
 
@@ -186,7 +186,7 @@ class TrainerService:
 
 def parse_components(value: str) -> list[Component]:
     """``"retriever,ranker"`` -> [RETRIEVER, RANKER]."""
-    return [Component(v.strip().upper()) for v in value.split(",") if v.strip()]
+    return [Component.parse(v) for v in value.split(",") if v.strip()]
 
 
 __all__ = ["CycleTrigger", "TrainerService", "parse_components", "seed_trigger"]

@@ -20,12 +20,12 @@ Everything is seeded: the same cases and seed give the same annotations.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from kernel import events as ev
+from kernel.text import tokens
 
 Profile = Literal["careful", "careless", "fatigued", "deferred"]
 PROFILES: tuple[Profile, ...] = ("careful", "careless", "fatigued", "deferred")
@@ -34,12 +34,6 @@ AS_IS_THRESHOLD = 0.55  # token-F1 to the reference at or above which a reply is
 EDIT_THRESHOLD = 0.25  # at or above: lightly edited; below: both candidates rejected
 IMMEDIATE_ERROR = 0.235  # chance a missing-knowledge item is wrong (1 - 0.765 agreement)
 DEFERRED_ERROR = 0.361  # (1 - 0.639)
-
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def tokens(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def token_f1(a: str, b: str) -> float:
@@ -69,6 +63,75 @@ class CaseTruth:
     case_id: str
     gold_ids: tuple[str, ...]
     reference: str
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What an agent decided about one suggestion, before it is written as events."""
+
+    preferred: ev.Preference
+    labels: list[ev.RelevanceLabel]
+    decision: ev.Adoption
+    rationale: str
+    category: ev.RationaleCategory
+
+
+def _careful_verdict(sims: dict[str, float], shown: list[str], gold: set[str]) -> _Verdict:
+    """The faithful annotation: prefer the reply closer to the reference, label exactly the
+    gold knowledge relevant, and send / edit / reject by the best reply's similarity."""
+    preferred = ev.Preference.A if sims["A"] >= sims["B"] else ev.Preference.B
+    if abs(sims["A"] - sims["B"]) < 0.01:
+        preferred = ev.Preference.TIE
+    labels = [
+        ev.RelevanceLabel(
+            knowledge_id=k,
+            label=ev.Relevance.RELEVANT if k in gold else ev.Relevance.IRRELEVANT,
+        )
+        for k in shown
+    ]
+    best = max(sims.values())
+    if best >= AS_IS_THRESHOLD:
+        decision, category = ev.Adoption.AS_IS, ev.RationaleCategory.ACCURATE
+        rationale = "Accurate and complete; sent as suggested."
+    elif best >= EDIT_THRESHOLD:
+        decision, category = ev.Adoption.EDITED, ev.RationaleCategory.INCOMPLETE
+        rationale = "Right direction but missing details from the policy; completed it."
+    else:
+        decision, category = ev.Adoption.REJECTED, ev.RationaleCategory.INACCURATE
+        rationale = "Neither reply answers the question; wrote my own from the knowledge base."
+    return _Verdict(preferred, labels, decision, rationale, category)
+
+
+def _verdict_events(
+    verdict: _Verdict,
+    cands: dict[str, ev.Candidate],
+    reference: str,
+    at: datetime,
+    common: dict[str, str],
+) -> list[ev.Event]:
+    """The preference, adoption and (if knowledge was shown) relevance events of a verdict,
+    a second apart so they arrive in the order an agent clicks them."""
+
+    def envelope(offset: float = 0.0) -> ev.Envelope:
+        return ev.Envelope(event_time=at + timedelta(seconds=offset), producer="aitl-simulator")
+
+    best_id = "A" if verdict.preferred is not ev.Preference.B else "B"
+    sent = cands[best_id].text if verdict.decision is ev.Adoption.AS_IS else reference
+    out: list[ev.Event] = [
+        ev.PairwisePreference(envelope=envelope(), preferred=verdict.preferred, **common),
+        ev.AdoptionDecision(
+            envelope=envelope(1),
+            decision=verdict.decision,
+            candidate_id=None if verdict.decision is ev.Adoption.REJECTED else best_id,
+            final_text=sent,
+            rationale_text=verdict.rationale,
+            rationale_category=verdict.category,
+            **common,
+        ),
+    ]
+    if verdict.labels:
+        out.append(ev.KnowledgeRelevance(envelope=envelope(2), labels=verdict.labels, **common))
+    return out
 
 
 @dataclass
@@ -105,82 +168,47 @@ class Agent:
             "case_id": truth.case_id,
             "agent_id": self.agent_id,
         }
-
-        def envelope(offset: float = 0.0) -> ev.Envelope:
-            return ev.Envelope(event_time=at + timedelta(seconds=offset), producer="aitl-simulator")
-
         shown = [k.knowledge_id for k in suggestion.ranked]
-        gold = set(truth.gold_ids)
-
         if careless:
-            default_run = self.profile == "fatigued"
-            preferred = ev.Preference.A if default_run else self.rng.choice(list(ev.Preference))
-            labels = [
-                ev.RelevanceLabel(knowledge_id=k, label=self.rng.choice(list(ev.Relevance)))
-                for k in shown
-            ]
-            decision = ev.Adoption.AS_IS if default_run else self.rng.choice(list(ev.Adoption))
-            rationale, category = "ok", ev.RationaleCategory.OTHER
+            verdict = self._careless_verdict(shown)
         else:
-            preferred = ev.Preference.A if sims["A"] >= sims["B"] else ev.Preference.B
-            if abs(sims["A"] - sims["B"]) < 0.01:
-                preferred = ev.Preference.TIE
-            labels = [
-                ev.RelevanceLabel(
-                    knowledge_id=k,
-                    label=ev.Relevance.RELEVANT if k in gold else ev.Relevance.IRRELEVANT,
-                )
-                for k in shown
-            ]
-            best = max(sims.values())
-            if best >= AS_IS_THRESHOLD:
-                decision, category = ev.Adoption.AS_IS, ev.RationaleCategory.ACCURATE
-                rationale = "Accurate and complete; sent as suggested."
-            elif best >= EDIT_THRESHOLD:
-                decision, category = ev.Adoption.EDITED, ev.RationaleCategory.INCOMPLETE
-                rationale = "Right direction but missing details from the policy; completed it."
-            else:
-                decision, category = ev.Adoption.REJECTED, ev.RationaleCategory.INACCURATE
-                rationale = (
-                    "Neither reply answers the question; wrote my own from the knowledge base."
-                )
-
-        best_id = "A" if preferred is not ev.Preference.B else "B"
-        sent = cands[best_id].text if decision is ev.Adoption.AS_IS else truth.reference
-        out: list[ev.Event] = [
-            ev.PairwisePreference(envelope=envelope(), preferred=preferred, **common),
-            ev.AdoptionDecision(
-                envelope=envelope(1),
-                decision=decision,
-                candidate_id=None if decision is ev.Adoption.REJECTED else best_id,
-                final_text=sent,
-                rationale_text=rationale,
-                rationale_category=category,
-                **common,
-            ),
-        ]
-        if labels:
-            out.append(ev.KnowledgeRelevance(envelope=envelope(2), labels=labels, **common))
+            verdict = _careful_verdict(sims, shown, set(truth.gold_ids))
+        out = _verdict_events(verdict, cands, truth.reference, at, common)
         missing = self._missing(truth, suggestion, shown, careless)
         if missing:
-            deferred = self.profile == "deferred"
-            looked = at - timedelta(seconds=10)
-            noted = at + (
-                timedelta(hours=3 + self.rng.random() * 5) if deferred else timedelta(seconds=3)
-            )
-            out.append(
-                ev.MissingKnowledge(
-                    envelope=ev.Envelope(event_time=noted, producer="aitl-simulator"),
-                    items=[ev.MissingItem(knowledge_id=k) for k in missing],
-                    timing=ev.AnnotationTiming.DEFERRED
-                    if deferred
-                    else ev.AnnotationTiming.IMMEDIATE,
-                    looked_up_at=looked,
-                    annotated_at=noted,
-                    **common,
-                )
-            )
+            out.append(self._missing_event(missing, at, common))
         return out
+
+    def _careless_verdict(self, shown: list[str]) -> _Verdict:
+        """Random preference, labels and decision (a fatigued agent defaults to A, as-is):
+        the noise the Virtual Judge must catch; draws the rng in the seeded order."""
+        default_run = self.profile == "fatigued"
+        preferred = ev.Preference.A if default_run else self.rng.choice(list(ev.Preference))
+        labels = [
+            ev.RelevanceLabel(knowledge_id=k, label=self.rng.choice(list(ev.Relevance)))
+            for k in shown
+        ]
+        decision = ev.Adoption.AS_IS if default_run else self.rng.choice(list(ev.Adoption))
+        return _Verdict(preferred, labels, decision, "ok", ev.RationaleCategory.OTHER)
+
+    def _missing_event(
+        self, missing: list[str], at: datetime, common: dict[str, str]
+    ) -> ev.MissingKnowledge:
+        """The missing-knowledge annotation: seconds after the look-up, or hours later from
+        memory for a deferred agent (the paper's immediate vs deferred timing)."""
+        deferred = self.profile == "deferred"
+        looked = at - timedelta(seconds=10)
+        noted = at + (
+            timedelta(hours=3 + self.rng.random() * 5) if deferred else timedelta(seconds=3)
+        )
+        return ev.MissingKnowledge(
+            envelope=ev.Envelope(event_time=noted, producer="aitl-simulator"),
+            items=[ev.MissingItem(knowledge_id=k) for k in missing],
+            timing=ev.AnnotationTiming.DEFERRED if deferred else ev.AnnotationTiming.IMMEDIATE,
+            looked_up_at=looked,
+            annotated_at=noted,
+            **common,
+        )
 
     def _missing(
         self, truth: CaseTruth, suggestion: ev.SuggestionServed, shown: list[str], careless: bool

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -24,16 +26,19 @@ from aitl.flywheel import report
 from aitl.flywheel.agents import Profile, make_agents
 from aitl.flywheel.evaluate import measure, suggest_all
 from aitl.flywheel.judging import judge_table, scrape_judge
-from aitl.flywheel.simulate import HttpSuggester, shift_clock, simulate
+from aitl.flywheel.simulate import HttpSuggester, SimulationStats, shift_clock, simulate
 from aitl.flywheel.stack import Stack
 from aitl.kafka_local import free_port
 from kernel.events import Component
 from kernel.shards import ShardStore
-from serving.knowledge.dataset import load_dstc
+from serving.knowledge.dataset import Case, Dataset, load_dstc
 from serving.knowledge.demo_data import generate_demo
 from serving.knowledge.indexer import knowledge_events
 from streams.admin import ensure_topics
 from streams.producer import Publisher
+
+if TYPE_CHECKING:
+    from kernel.settings import Settings
 
 DEFAULT_MIX: dict[Profile, float] = {
     "careful": 0.7,
@@ -119,13 +124,62 @@ def wait_for_versions(url: str, wanted: dict[str, str], timeout_s: float) -> dic
     raise TimeoutError(f"serving did not switch to {wanted} (serving {versions})")
 
 
+@dataclass(frozen=True)
+class _DemoData:
+    """The generated demo dataset split in order, and the processors' environment."""
+
+    dataset: Dataset
+    replay: list[Case]
+    held_out: list[Case]
+    clock: Callable[[int], datetime]
+    extra: dict[str, str]  # environment of the stack's services
+
+
+@dataclass(frozen=True)
+class _DemoOutcome:
+    """What the demo measured and produced, for the report."""
+
+    before: dict[str, float]
+    after: dict[str, float]
+    promoted: dict[str, str]
+    cycles: list[dict[str, Any]]
+    rows: dict[str, int]
+    judged: dict[str, Any] | None
+    stats: SimulationStats
+
+
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
-    from trainers.config import CycleConfig
-    from trainers.cycle import run_cycle
-    from trainers.registry import KafkaLifecycleLog, Registry
+    # the trainers (and torch) load first, as always: a broken install fails before the
+    # stack starts; the stages import what they use from them
+    from trainers import config, cycle, registry  # noqa: F401
 
     console = console or Console()
     started = time.perf_counter()
+    data = _prepare_data(cfg)
+    timings: dict[str, float] = {}
+    with Stack(cfg.workdir, topic_prefix="demo.", extra_env=data.extra) as stack:
+        settings = _start_stack(stack, data.dataset, console, timings)
+        suggester = HttpSuggester(stack.serve_url)
+        before = _measure_held_out(
+            cfg, suggester, data.held_out, "before: stock models on held-out cases", console
+        )
+        report.show({"before": before}, "stock assistant", console)
+        stats = _annotate(cfg, settings, suggester, data, console, timings)
+        rows, judged = _judge_and_seal(stack, data, console)
+        promoted, cycles = _train(cfg, settings, data.dataset, console, timings)
+        _hot_swap(cfg, stack, promoted, console, timings)
+        after = _measure_held_out(
+            cfg, suggester, data.held_out, "after: promoted models on held-out cases", console
+        )
+        suggester.close()
+
+    outcome = _DemoOutcome(before, after, promoted, cycles, rows, judged, stats)
+    return _write_report(cfg, data, outcome, timings, started, console)
+
+
+def _prepare_data(cfg: DemoConfig) -> _DemoData:
+    """A fresh workdir with generated demo data, split into replayed and held-out cases,
+    and the services' environment for a simulated shift over the replay."""
     shutil.rmtree(cfg.workdir, ignore_errors=True)
     n = cfg.cases + cfg.held_out
     data_dir = generate_demo(cfg.workdir / "data", n_cases=n, seed=cfg.seed)
@@ -142,123 +196,179 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         "AITL_SERVE_MAX_NEW_TOKENS": str(cfg.max_new_tokens),
         "AITL_SERVE_VARIANT_B": cfg.variant_b,
     }
-    timings: dict[str, float] = {}
-    with Stack(cfg.workdir, topic_prefix="demo.", extra_env=extra) as stack:
-        t = time.perf_counter()
-        with console.status("starting Kafka 4.1 (KRaft) and creating topics"):
-            stack.start_kafka()
-            settings = stack.settings()
-            ensure_topics(settings.kafka)
-        console.print(f"[green]✓[/] Kafka at {stack.bootstrap}, topics with prefix demo.")
-        with Publisher(settings.kafka, producer_name="aitl-demo") as pub:
-            pub.publish_many(knowledge_events(dataset.knowledge))
-        console.print(f"[green]✓[/] published {len(dataset.knowledge)} knowledge objects")
-        stack.start("processors", "processors", "start")
-        stack.start("serve", "serve", "start")
-        with console.status("starting processors and the Ray Serve application (models load)"):
-            health = stack.wait_serving()
-        stack.check()
-        timings["startup_s"] = time.perf_counter() - t
-        console.print(
-            f"[green]✓[/] serving at {stack.serve_url}: {health.get('model_versions', health)}"
+    return _DemoData(dataset, replay, held_out, clock, extra)
+
+
+def _start_stack(
+    stack: Stack, dataset: Dataset, console: Console, timings: dict[str, float]
+) -> Settings:
+    """Kafka and its topics, the knowledge base published, then the processors and the
+    serving application started and healthy, as an operator would run them."""
+    t = time.perf_counter()
+    with console.status("starting Kafka 4.1 (KRaft) and creating topics"):
+        stack.start_kafka()
+        settings = stack.settings()
+        ensure_topics(settings.kafka)
+    console.print(f"[green]✓[/] Kafka at {stack.bootstrap}, topics with prefix demo.")
+    with Publisher(settings.kafka, producer_name="aitl-demo") as pub:
+        pub.publish_many(knowledge_events(dataset.knowledge))
+    console.print(f"[green]✓[/] published {len(dataset.knowledge)} knowledge objects")
+    stack.start("processors", "processors", "start")
+    stack.start("serve", "serve", "start")
+    with console.status("starting processors and the Ray Serve application (models load)"):
+        health = stack.wait_serving()
+    stack.check()
+    timings["startup_s"] = time.perf_counter() - t
+    console.print(
+        f"[green]✓[/] serving at {stack.serve_url}: {health.get('model_versions', health)}"
+    )
+    return settings
+
+
+def _measure_held_out(
+    cfg: DemoConfig,
+    suggester: HttpSuggester,
+    held_out: list[Case],
+    description: str,
+    console: Console,
+) -> dict[str, float]:
+    """The served assistant's metrics on the held-out cases, with a progress bar."""
+    with _progress(console) as progress:
+        task = progress.add_task(description, total=len(held_out))
+        served = suggest_all(
+            suggester, held_out, cfg.concurrency, lambda n: progress.advance(task, n)
         )
+    return measure(served, held_out, replies=cfg.measure_replies)
 
-        suggester = HttpSuggester(stack.serve_url)
-        with _progress(console) as progress:
-            task = progress.add_task("before: stock models on held-out cases", total=len(held_out))
-            before_s = suggest_all(
-                suggester, held_out, cfg.concurrency, lambda n: progress.advance(task, n)
-            )
-        before = measure(before_s, held_out, replies=cfg.measure_replies)
-        report.show({"before": before}, "stock assistant", console)
 
-        agents = make_agents(cfg.agents, cfg.mix, seed=cfg.seed)
-        t = time.perf_counter()
-        with (
-            Publisher(settings.kafka, producer_name="aitl-simulator") as pub,
-            _progress(console) as progress,
-        ):
-            task = progress.add_task("agents annotating live suggestions", total=len(replay))
-            stats = simulate(
-                replay,
-                suggester,
-                agents,
-                pub,
-                concurrency=cfg.concurrency,
-                on_case=lambda n: progress.advance(task, n),
-                clock=clock,
-            )
-        timings["simulate_s"] = time.perf_counter() - t
-        console.print(
-            f"[green]✓[/] {stats.annotations} annotations from {cfg.agents} agents "
-            f"{stats.by_profile}"
+def _annotate(
+    cfg: DemoConfig,
+    settings: Settings,
+    suggester: HttpSuggester,
+    data: _DemoData,
+    console: Console,
+    timings: dict[str, float],
+) -> SimulationStats:
+    """Replay the cases through ``/v1/suggest`` while simulated agents annotate what is
+    served, publishing to the real topics: the flywheel's input."""
+    agents = make_agents(cfg.agents, cfg.mix, seed=cfg.seed)
+    t = time.perf_counter()
+    with (
+        Publisher(settings.kafka, producer_name="aitl-simulator") as pub,
+        _progress(console) as progress,
+    ):
+        task = progress.add_task("agents annotating live suggestions", total=len(data.replay))
+        stats = simulate(
+            data.replay,
+            suggester,
+            agents,
+            pub,
+            concurrency=cfg.concurrency,
+            on_case=lambda n: progress.advance(task, n),
+            clock=data.clock,
         )
+    timings["simulate_s"] = time.perf_counter() - t
+    console.print(
+        f"[green]✓[/] {stats.annotations} annotations from {cfg.agents} agents {stats.by_profile}"
+    )
+    return stats
 
-        with console.status("Virtual Judge at work; sealing shards"):
-            rows = wait_for_shards(stack, expected_min=len(replay), settle_s=12, timeout_s=300)
-        judged = scrape_judge(f"http://127.0.0.1:{extra['AITL_METRICS_PORT']}/metrics")
-        if judged:
-            console.print(judge_table(judged))
-        console.print(f"[green]✓[/] sealed shard rows: {rows}")
 
-        lifecycle_log = KafkaLifecycleLog(settings.kafka)
-        registry = Registry(lifecycle_log)
-        kb = [(k.id, k.text) for k in dataset.knowledge]
-        config = CycleConfig()
-        config.generator.max_steps = cfg.generator_steps
-        config.generator.eval_examples = cfg.generator_eval_prompts
-        if cfg.gate_margin is not None:
-            config.gate.margin = cfg.gate_margin
-        promoted: dict[str, str] = {}
-        cycles = []
+def _judge_and_seal(
+    stack: Stack, data: _DemoData, console: Console
+) -> tuple[dict[str, int], dict[str, Any] | None]:
+    """Wait for the processors to judge the annotations and seal shards; the sealed rows
+    and the Virtual Judge's summary from the processors' metrics."""
+    with console.status("Virtual Judge at work; sealing shards"):
+        rows = wait_for_shards(stack, expected_min=len(data.replay), settle_s=12, timeout_s=300)
+    judged = scrape_judge(f"http://127.0.0.1:{data.extra['AITL_METRICS_PORT']}/metrics")
+    if judged:
+        console.print(judge_table(judged))
+    console.print(f"[green]✓[/] sealed shard rows: {rows}")
+    return rows, judged
+
+
+def _train(
+    cfg: DemoConfig,
+    settings: Settings,
+    dataset: Dataset,
+    console: Console,
+    timings: dict[str, float],
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """A trainer cycle per component on the sealed shards, promotion gate included;
+    the promoted versions by component, and the cycles' summaries."""
+    from trainers.config import CycleConfig
+    from trainers.cycle import run_cycle
+    from trainers.registry import KafkaLifecycleLog, Registry
+
+    lifecycle_log = KafkaLifecycleLog(settings.kafka)
+    registry = Registry(lifecycle_log)
+    kb = [(k.id, k.text) for k in dataset.knowledge]
+    config = CycleConfig()
+    config.generator.max_steps = cfg.generator_steps
+    config.generator.eval_examples = cfg.generator_eval_prompts
+    if cfg.gate_margin is not None:
+        config.gate.margin = cfg.gate_margin
+    promoted: dict[str, str] = {}
+    cycles = []
+    t = time.perf_counter()
+    for component in cfg.components:
+        console.rule(f"trainer cycle: {component.slug}")
+        result = run_cycle(
+            component,
+            settings=settings,
+            registry=registry,
+            config=config,
+            kb=kb,
+            on_stage=lambda msg: console.print(f"  {msg}"),
+        )
+        cycles.append(result.summary())
+        if result.action.value == "PROMOTED":
+            promoted[component.slug] = result.version
+    timings["train_s"] = time.perf_counter() - t
+    lifecycle_log.close()
+    return promoted, cycles
+
+
+def _hot_swap(
+    cfg: DemoConfig,
+    stack: Stack,
+    promoted: dict[str, str],
+    console: Console,
+    timings: dict[str, float],
+) -> None:
+    """Wait until the serving application has hot-swapped to the promoted versions."""
+    with console.status(f"hot-swapping {promoted or 'nothing'} in the serving application"):
         t = time.perf_counter()
-        for component in cfg.components:
-            console.rule(f"trainer cycle: {component.value.lower()}")
-            result = run_cycle(
-                component,
-                settings=settings,
-                registry=registry,
-                config=config,
-                kb=kb,
-                on_stage=lambda msg: console.print(f"  {msg}"),
-            )
-            cycles.append(result.summary())
-            if result.action.value == "PROMOTED":
-                promoted[component.value.lower()] = result.version
-        timings["train_s"] = time.perf_counter() - t
-        lifecycle_log.close()
+        versions = (
+            wait_for_versions(stack.serve_url, promoted, cfg.swap_timeout_s) if promoted else {}
+        )
+        timings["swap_s"] = time.perf_counter() - t
+    console.print(f"[green]✓[/] serving {versions or 'the stock models (nothing promoted)'}")
 
-        with console.status(f"hot-swapping {promoted or 'nothing'} in the serving application"):
-            t = time.perf_counter()
-            versions = (
-                wait_for_versions(stack.serve_url, promoted, cfg.swap_timeout_s) if promoted else {}
-            )
-            timings["swap_s"] = time.perf_counter() - t
-        console.print(f"[green]✓[/] serving {versions or 'the stock models (nothing promoted)'}")
 
-        with _progress(console) as progress:
-            task = progress.add_task(
-                "after: promoted models on held-out cases", total=len(held_out)
-            )
-            after_s = suggest_all(
-                suggester, held_out, cfg.concurrency, lambda n: progress.advance(task, n)
-            )
-        after = measure(after_s, held_out, replies=cfg.measure_replies)
-        suggester.close()
-
-    rows_table = {"before": before, "after": after}
+def _write_report(
+    cfg: DemoConfig,
+    data: _DemoData,
+    outcome: _DemoOutcome,
+    timings: dict[str, float],
+    started: float,
+    console: Console,
+) -> dict[str, Any]:
+    """The before/after table, ``report.json`` and ``report.png`` in the workdir."""
+    rows_table = {"before": outcome.before, "after": outcome.after}
     report.show(rows_table, "aitl demo: before vs after one flywheel cycle", console)
     timings["total_s"] = time.perf_counter() - started
     result_doc = {
-        "before": before,
-        "after": after,
-        "promoted": promoted,
-        "cycles": cycles,
-        "shard_rows": rows,
-        "annotations": stats.annotations,
-        "judge": judged,
-        "agents": stats.by_profile,
-        "cases": {"replayed": len(replay), "held_out": len(held_out)},
+        "before": outcome.before,
+        "after": outcome.after,
+        "promoted": outcome.promoted,
+        "cycles": outcome.cycles,
+        "shard_rows": outcome.rows,
+        "annotations": outcome.stats.annotations,
+        "judge": outcome.judged,
+        "agents": outcome.stats.by_profile,
+        "cases": {"replayed": len(data.replay), "held_out": len(data.held_out)},
         "timings_s": timings,
         "helpfulness_judge": "reference similarity (no LLM judge endpoint configured)",
     }

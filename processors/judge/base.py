@@ -1,8 +1,8 @@
 """What a judge sees and says: :class:`JudgeInput` in, :class:`Verdict` out.
 
-Reasons are short codes, optionally followed by ``:detail`` (``preference_mismatch:B``).
-Codes in :data:`REJECTING` reject the annotation; the others are notes that may lower
-its weight (fatigue, deferred annotation) or say what the judge could not check.
+Reasons are :class:`kernel.reasons.Reason` codes, optionally followed by ``:detail``
+(``preference_mismatch:B``); the enum says which reject. What a judge sees,
+:class:`JudgeInput`, is the kernel's (annotation types' rules read it too).
 """
 
 from __future__ import annotations
@@ -11,65 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
-from kernel.events import (
-    AdoptionDecision,
-    Annotation,
-    AnnotationType,
-    JudgeVerdict,
-    KnowledgeRelevance,
-    MissingKnowledge,
-    PairwisePreference,
-    SuggestionServed,
-)
-
-REJECTING = frozenset(
-    {
-        "missing_fields",
-        "case_mismatch",
-        "unknown_candidate",
-        "unknown_knowledge",
-        "preference_mismatch",
-        "relevance_contradicts_reply",
-        "missing_was_shown",
-        "boilerplate_rationale",
-        "orphan",
-        "llm_rejected",
-        "unreliable_agent",
-    }
-)
-
-ANNOTATION_TYPE: dict[type, AnnotationType] = {
-    PairwisePreference: AnnotationType.PREFERENCE,
-    AdoptionDecision: AnnotationType.ADOPTION,
-    KnowledgeRelevance: AnnotationType.RELEVANCE,
-    MissingKnowledge: AnnotationType.MISSING_KNOWLEDGE,
-}
+from kernel.annotations import Annotation, JudgeInput
+from kernel.events import JudgeVerdict
+from kernel.reasons import REJECTING, Reason, reason_code, rejects
 
 
-def reason_code(reason: str) -> str:
-    """``preference_mismatch:B`` -> ``preference_mismatch`` (the metric label)."""
-    return reason.split(":", 1)[0]
-
-
-def annotation_type(annotation: Annotation) -> AnnotationType:
-    return ANNOTATION_TYPE[type(annotation)]
-
-
-@dataclass(frozen=True)
-class JudgeInput:
-    """One annotation with its joined context (all text already redacted)."""
-
-    annotation: Annotation
-    suggestion: SuggestionServed
-    agent: str  # pseudonym
-    adoption: AdoptionDecision | None = None  # the request's adoption, when it arrived
-    knowledge: Mapping[str, str] = field(default_factory=dict)  # id -> text, when known
-    customer_message: str = ""
-    notes: tuple[str, ...] = ()  # what the join could not supply (adoption_missing, ...)
-
-    @property
-    def type(self) -> AnnotationType:
-        return annotation_type(self.annotation)
+def annotation_type(annotation: Annotation) -> str:
+    """The verdict's name for the annotation's type (a ``judge_verdict.avsc`` symbol)."""
+    return annotation.annotation_type
 
 
 @dataclass(frozen=True)
@@ -107,7 +56,7 @@ def decide(
     name: str, version: str, reasons: Sequence[str], weight: float, scores: Mapping[str, float]
 ) -> Verdict:
     """Accepted unless a reason is rejecting."""
-    rejected = any(reason_code(r) in REJECTING for r in reasons)
+    rejected = any(rejects(r) for r in reasons)
     return Verdict(
         accepted=not rejected,
         judge_name=name,
@@ -134,3 +83,15 @@ class Judge(Protocol):
         ...
 
     async def judge_many(self, inputs: Sequence[JudgeInput]) -> list[Verdict]: ...
+
+
+__all__ = [
+    "REJECTING",
+    "Judge",
+    "JudgeInput",
+    "Reason",
+    "Verdict",
+    "annotation_type",
+    "decide",
+    "reason_code",
+]

@@ -12,16 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kernel.events import Adoption, AdoptionDecision, Annotation, PairwisePreference, Preference
-
-
-def is_default_choice(annotation: Annotation) -> bool | None:
-    """Whether this is the low-effort default (prefer A, send A as-is); None: not a choice."""
-    if isinstance(annotation, PairwisePreference):
-        return annotation.preferred is Preference.A
-    if isinstance(annotation, AdoptionDecision):
-        return annotation.decision is Adoption.AS_IS and annotation.candidate_id == "A"
-    return None
+from kernel.reasons import Reason
 
 
 @dataclass
@@ -53,9 +44,10 @@ class FatigueTracker:
     drop_weight: float = 0.7
     agents: dict[str, _AgentState] = field(default_factory=dict)
 
-    def observe(self, agent: str, annotation: Annotation, event_time: datetime) -> FatigueSignal:
+    def observe(self, agent: str, default: bool | None, event_time: datetime) -> FatigueSignal:
+        """``default``: whether the annotation was the low-effort default choice (None: not
+        a choice; see ``Annotation.default_choice``)."""
         st = self.agents.setdefault(agent, _AgentState())
-        default = is_default_choice(annotation)
         if default is not None:
             st.run = st.run + 1 if default else 0
             st.choices.append(default)
@@ -64,10 +56,10 @@ class FatigueTracker:
         weight = 1.0
         if st.run >= self.run_threshold:
             weight *= self.run_weight
-            reasons.append(f"fatigue_default_run:{st.run}")
+            reasons.append(Reason.FATIGUE_DEFAULT_RUN(st.run))
         if drop:
             weight *= self.drop_weight
-            reasons.append("fatigue_volume_drop")
+            reasons.append(Reason.FATIGUE_VOLUME_DROP())
         rate = sum(st.choices) / len(st.choices) if st.choices else 0.0
         return FatigueSignal(st.run, rate, drop, weight, tuple(reasons))
 

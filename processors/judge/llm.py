@@ -22,6 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kernel.errors import ModelError
+from kernel.reasons import Reason
 from processors import metrics
 from processors.judge.base import JudgeInput, Verdict, decide
 from processors.judge.rules import RuleJudge
@@ -57,7 +58,7 @@ def render(inp: JudgeInput) -> str:
     """The user message: the annotation and its evidence, as compact JSON."""
     sugg = inp.suggestion
     body: dict[str, Any] = {
-        "annotation_type": inp.type.value,
+        "annotation_type": inp.type,
         "annotation": inp.annotation.model_dump(
             mode="json", exclude={"envelope", "agent_id", "case_id", "request_id"}
         ),
@@ -252,23 +253,23 @@ class LLMJudge:
         """The LLM's verdict, or ``fallback`` with the reason the LLM was not used."""
         if time.monotonic() < self._down_until:
             metrics.LLM_REQUESTS.labels(outcome="circuit_open").inc()
-            return fallback.with_reasons("llm_fallback:circuit_open")
+            return fallback.with_reasons(Reason.LLM_FALLBACK("circuit_open"))
         try:
             answer = await self.ask(inp)
         except MalformedAnswer as exc:
             metrics.LLM_REQUESTS.labels(outcome="malformed").inc()
             log.warning("LLM judge answered malformed JSON: %s", exc)
-            return fallback.with_reasons(f"llm_fallback:malformed ({exc})")
+            return fallback.with_reasons(Reason.LLM_FALLBACK(f"malformed ({exc})"))
         except (httpx.HTTPError, OSError) as exc:
             kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "unavailable"
             metrics.LLM_REQUESTS.labels(outcome=kind).inc()
             self._down_until = time.monotonic() + self.cooldown_s
             log.warning("LLM judge %s (%r); rule verdicts for %.0fs", kind, exc, self.cooldown_s)
-            return fallback.with_reasons(f"llm_fallback:{kind}")
+            return fallback.with_reasons(Reason.LLM_FALLBACK(kind))
         metrics.LLM_REQUESTS.labels(outcome="ok").inc()
-        reasons = [f"llm:{r}" for r in answer.reasons]
+        reasons = [Reason.LLM(r) for r in answer.reasons]
         if not answer.accept:
-            reasons.append("llm_rejected")
+            reasons.append(Reason.LLM_REJECTED())
         scores = {"prompt_adherence": answer.prompt_adherence, "consistency": answer.consistency}
         return decide(self.name, self.version, reasons, 1.0, scores)
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from kernel.reasons import Reason
+
 
 @dataclass(frozen=True)
 class ReliabilitySignal:
@@ -46,5 +48,5 @@ class ReliabilityTracker:
         rate = sum(record) / (n + self.prior)
         record.append(rejected_by_rules)
         if n >= self.min_annotations and rate > self.max_reject_rate:
-            return ReliabilitySignal(rate, 0.0, (f"unreliable_agent:{rate:.2f}",))
+            return ReliabilitySignal(rate, 0.0, (Reason.UNRELIABLE_AGENT(f"{rate:.2f}"),))
         return ReliabilitySignal(rate, 1.0 - rate, ())

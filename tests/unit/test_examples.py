@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from kernel import events as ev
+from kernel.events import Component
 from kernel.shards import ROW_SCHEMAS
 from processors.examples import PromptShape, build_examples, build_prompt
 from processors.judge import JudgeInput, Verdict
@@ -45,10 +46,10 @@ def test_relevance_gives_retriever_pairs_with_hard_negatives_and_graded_ranker_r
     ]
     rel = S["relevance"].model_copy(update={"labels": [ev.RelevanceLabel(**x) for x in labels]})
     out = rows_for(rel, S["adoption"])
-    (r,) = out["retriever"]
+    (r,) = out[Component.RETRIEVER]
     assert (r["positive_id"], r["positive_text"]) == ("kb-1", "Knowledge object 1.")
     assert r["negative_ids"] == ["kb-2", "kb-4"] and r["query"] == "bill doubled"
-    assert {x["knowledge_id"]: x["label"] for x in out["ranker"]} == {
+    assert {x["knowledge_id"]: x["label"] for x in out[Component.RANKER]} == {
         "kb-1": 1.0,
         "kb-2": 0.0,
         "kb-3": 0.5,
@@ -56,17 +57,17 @@ def test_relevance_gives_retriever_pairs_with_hard_negatives_and_graded_ranker_r
     }
     eid = str(rel.envelope.event_id)
     assert r["example_id"] == f"{eid}:retriever:kb-1" and r["weight"] == pytest.approx(0.8)
-    assert r["source_event_ids"][0] == eid and "generator" not in out
+    assert r["source_event_ids"][0] == eid and Component.GENERATOR not in out
 
 
 def test_missing_knowledge_gives_a_retriever_positive_and_a_ranker_positive() -> None:
     items = [ev.MissingItem(knowledge_id="kb-42"), ev.MissingItem(text="Day pass: 5 EUR/day")]
     miss = S["missing-knowledge"].model_copy(update={"items": items})
     out = rows_for(miss, knowledge=KB | {"kb-42": "Roaming day pass details."})
-    positives = [(r["positive_id"], r["positive_text"]) for r in out["retriever"]]
+    positives = [(r["positive_id"], r["positive_text"]) for r in out[Component.RETRIEVER]]
     assert positives[0] == ("kb-42", "Roaming day pass details.")
     assert positives[1][0].startswith("text:") and positives[1][1] == "Day pass: 5 EUR/day"
-    assert [(r["knowledge_id"], r["label"]) for r in out["ranker"]] == [("kb-42", 1.0)]
+    assert [(r["knowledge_id"], r["label"]) for r in out[Component.RANKER]] == [("kb-42", 1.0)]
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def test_missing_knowledge_gives_a_retriever_positive_and_a_ranker_positive() ->
 )
 def test_preference_gives_an_orpo_pair(preferred: str, chosen: str) -> None:
     pref = S["preference"].model_copy(update={"preferred": ev.Preference(preferred)})
-    (row,) = rows_for(pref, S["adoption"])["generator"]
+    (row,) = rows_for(pref, S["adoption"])[Component.GENERATOR]
     assert row["chosen"] == chosen and row["rejected"] != chosen
     assert row["rationale"] == "Right answer, needed the trip dates."
     assert row["knowledge_ids"] == ["kb-0", "kb-1", "kb-2"]
@@ -86,20 +87,20 @@ def test_a_tie_gives_no_pair() -> None:
 
 
 def test_adoption_pairs() -> None:
-    edited = rows_for(S["adoption"])["generator"]
+    edited = rows_for(S["adoption"])[Component.GENERATOR]
     assert [(r["chosen"], r["rejected"]) for r in edited] == [
         ("Your bill includes roaming charges from your trip.", "Roaming charges [kb-1].")
     ]
     as_is = S["adoption"].model_copy(update={"decision": ev.Adoption.AS_IS, "final_text": "x"})
-    assert rows_for(as_is)["generator"][0]["chosen"] == "Roaming charges [kb-1]."
+    assert rows_for(as_is)[Component.GENERATOR][0]["chosen"] == "Roaming charges [kb-1]."
     own = S["adoption"].model_copy(update={"decision": ev.Adoption.REJECTED, "candidate_id": None})
-    pairs = rows_for(own)["generator"]
+    pairs = rows_for(own)[Component.GENERATOR]
     assert [r["rejected"] for r in pairs] == ["Roaming charges [kb-1].", "Late fee [kb-2]."]
     assert len({r["example_id"] for r in pairs}) == 2
 
 
 def test_the_prompt_shows_the_knowledge_and_the_conversation() -> None:
-    (row,) = rows_for(S["adoption"])["generator"]
+    (row,) = rows_for(S["adoption"])[Component.GENERATOR]
     messages = json.loads(row["prompt"])  # the serving generator's chat messages
     system = messages[0]
     assert system["role"] == "system"
@@ -122,7 +123,7 @@ def test_the_prompt_has_the_shape_serving_shows() -> None:
         customer_message="My bill doubled this month, why?",
     )
     shape = PromptShape(knowledge=2, chars=80)
-    (row,) = build_examples(inp, OK, shape=shape)["generator"]
+    (row,) = build_examples(inp, OK, shape=shape)[Component.GENERATOR]
     shown = [k.knowledge_id for k in S["suggestion"].ranked[:2]]  # type: ignore[attr-defined]
     assert row["knowledge_ids"] == shown
     serving = build_messages(

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from kernel import events as ev
+from kernel.annotations.missing_knowledge import DEFERRED_WEIGHT
+from kernel.text import is_boilerplate
 from processors.judge import IntegrityJudge, JudgeInput, RuleJudge
 from processors.judge.base import reason_code
 from processors.judge.fatigue import FatigueTracker
-from processors.judge.rules import DEFERRED_WEIGHT, is_boilerplate
 from tests.factories import T0, samples
 
 S = samples()
@@ -217,9 +218,9 @@ def test_a_sudden_volume_drop_lowers_the_weight() -> None:
     for hour in range(6):
         for i in range(30):
             t = start + timedelta(hours=hour, minutes=2 * i)
-            assert not tracker.observe("a", S["relevance"], t).volume_drop
+            assert not tracker.observe("a", S["relevance"].default_choice(), t).volume_drop
     late_in_hour = start + timedelta(hours=6, minutes=50)
-    signal = tracker.observe("a", S["relevance"], late_in_hour)
+    signal = tracker.observe("a", S["relevance"].default_choice(), late_in_hour)
     assert signal.volume_drop and signal.weight == pytest.approx(0.7)
     assert "fatigue_volume_drop" in signal.reasons
 

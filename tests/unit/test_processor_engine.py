@@ -117,7 +117,7 @@ S = samples()
 
 
 def verdicts(out: Outputs) -> dict[str, ev.JudgeVerdict]:
-    return {v.annotation_type.value: v for v, _ in out.verdicts}
+    return {v.annotation_type: v for v, _ in out.verdicts}
 
 
 async def test_annotations_after_their_context_are_judged_and_sealed(h: Harness) -> None:
@@ -146,7 +146,7 @@ async def test_an_annotation_before_its_suggestion_waits_for_it(h: Harness) -> N
     await h.tick(5)
     assert not h.out.verdicts
     late = await h.feed(S["suggestion"])
-    assert [v.annotation_type for v, _ in late.verdicts] == [ev.AnnotationType.ADOPTION]
+    assert [v.annotation_type for v, _ in late.verdicts] == ["ADOPTION"]
     assert late.verdicts[0][0].accepted and h.engine.n_pending() == 0
 
 
@@ -351,7 +351,7 @@ async def test_a_message_that_cannot_be_processed_is_dead_lettered(h: Harness) -
     (dead,) = out.dead
     letter = DeadLetter.from_message(dead.key, dead.value, dead.headers)
     assert letter.stage == "process" and "judge bug" in letter.error
-    assert [v.annotation_type for v, _ in out.verdicts] == [ev.AnnotationType.ADOPTION]
+    assert [v.annotation_type for v, _ in out.verdicts] == ["ADOPTION"]
 
 
 def test_the_gap_guard_rereads_what_the_consumer_skipped() -> None:

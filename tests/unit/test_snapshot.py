@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.synthetic import T0, write_synthetic_shards
+from kernel.events import Component
 from kernel.shards import ROW_SCHEMAS, ShardStore
 from trainers.snapshot import SnapshotError, read_split, take_snapshot
 
@@ -24,7 +25,7 @@ def _half_written(store: ShardStore, shard_id: str) -> Path:
     directory = Path(store.base) / "retriever" / "train"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{shard_id}.parquet"
-    pq.write_table(ROW_SCHEMAS["retriever"].empty_table(), path)
+    pq.write_table(ROW_SCHEMAS[Component.RETRIEVER].empty_table(), path)
     return path
 
 
