@@ -132,6 +132,34 @@ def _headers(raw: Any) -> list[tuple[str, bytes]]:
     return [(str(k), bytes(v) if v is not None else b"") for k, v in items]
 
 
+def _faust_app(settings: Settings, ps: ProcessorSettings) -> ProcessorApp:
+    """The worker's Faust app: raw bytes in and out, acks=all, commits and sessions as
+    configured, in-memory tables rebuilt from their changelogs."""
+    kafka = settings.kafka
+    datadir = Path(settings.data_dir) / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    return ProcessorApp(
+        f"{kafka.topic_prefix}{ps.app_name}",
+        broker=[f"kafka://{b.strip()}" for b in bootstrap(kafka).split(",")],
+        broker_credentials=faust_credentials(kafka),
+        store="memory://",
+        datadir=str(datadir),
+        autodiscover=False,
+        web_enabled=False,
+        topic_replication_factor=kafka.replication_factor,
+        topic_partitions=kafka.default_partitions,
+        stream_wait_empty=False,
+        broker_commit_interval=ps.commit_interval_s,
+        broker_session_timeout=ps.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, ps.session_timeout_s / 10),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger=0.005,  # batch verdicts and changelog writes: fewer requests
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+
 class Processor:
     """The worker: a Faust app, its agent and timer, and the engine behind them."""
 
@@ -157,28 +185,7 @@ class Processor:
         if knowledge is None:
             self.knowledge_view = KnowledgeView(kafka, self.redactor, self.serde)
             knowledge = self.knowledge_view
-        datadir = Path(settings.data_dir) / "faust"
-        datadir.mkdir(parents=True, exist_ok=True)
-        self.app = ProcessorApp(
-            f"{kafka.topic_prefix}{ps.app_name}",
-            broker=[f"kafka://{b.strip()}" for b in bootstrap(kafka).split(",")],
-            broker_credentials=faust_credentials(kafka),
-            store="memory://",
-            datadir=str(datadir),
-            autodiscover=False,
-            web_enabled=False,
-            topic_replication_factor=kafka.replication_factor,
-            topic_partitions=kafka.default_partitions,
-            stream_wait_empty=False,
-            broker_commit_interval=ps.commit_interval_s,
-            broker_session_timeout=ps.session_timeout_s,
-            broker_heartbeat_interval=max(1.0, ps.session_timeout_s / 10),
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
-            producer_linger=0.005,  # batch verdicts and changelog writes: fewer requests
-            key_serializer="raw",
-            value_serializer="raw",
-        )
+        self.app = _faust_app(settings, ps)
         sources = [self.topics.name("interactions"), self.topics.name("suggestions")]
         self.source = self.app.topic(*sources, *self.topics.annotations, **RAW_TOPIC)
         self.out = {
@@ -186,12 +193,10 @@ class Processor:
             for name in ("judge.verdicts", "dlq", "shards.sealed")
         }
         parts = kafka.default_partitions
-        self.bundles: TrackedTable = self.app.tables.add(  # type: ignore[assignment]
-            TrackedTable(self.app, name="bundles", partitions=parts, **RAW_TABLE)
-        )
-        self.cases: TrackedTable = self.app.tables.add(  # type: ignore[assignment]
-            TrackedTable(self.app, name="cases", partitions=parts, **RAW_TABLE)
-        )
+        self.bundles = TrackedTable(self.app, name="bundles", partitions=parts, **RAW_TABLE)
+        self.cases = TrackedTable(self.app, name="cases", partitions=parts, **RAW_TABLE)
+        for table in (self.bundles, self.cases):
+            self.app.tables.add(table)
         self.writer = ShardWriter(
             ShardStore(settings.shard_store),
             self.judge.version,
@@ -199,20 +204,7 @@ class Processor:
             ps.seal_age_s,
             defer_writes=True,  # Parquet is written in a thread, off the stream's path
         )
-        self.engine = Engine(
-            judge=self.judge,
-            redactor=self.redactor,
-            writer=self.writer,
-            bundles=self.bundles,
-            cases=self.cases,
-            knowledge=knowledge,
-            split_rule=SplitRule(ps.split_period_s, ps.eval_fraction),
-            context_wait_s=ps.context_wait_s,
-            adoption_wait_s=ps.adoption_wait_s,
-            bundle_ttl_s=ps.bundle_ttl_s,
-            serde=self.serde,
-            prompt_shape=PromptShape(settings.prompt_knowledge, settings.prompt_chars),
-        )
+        self.engine = self._engine(knowledge)
         # table writes queue in faust's producer buffer; past max_messages faust pauses the
         # stream and drains it one message per 0.1 s wait: keep the bound well above a burst
         self.app.producer.buffer.max_messages = 10_000
@@ -230,6 +222,23 @@ class Processor:
         self.app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
         self.app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
         self.app.before_stop = self._before_stop
+
+    def _engine(self, knowledge: Mapping[str, str]) -> Engine:
+        settings, ps = self.settings, self.ps
+        return Engine(
+            judge=self.judge,
+            redactor=self.redactor,
+            writer=self.writer,
+            bundles=self.bundles,
+            cases=self.cases,
+            knowledge=knowledge,
+            split_rule=SplitRule(ps.split_period_s, ps.eval_fraction),
+            context_wait_s=ps.context_wait_s,
+            adoption_wait_s=ps.adoption_wait_s,
+            bundle_ttl_s=ps.bundle_ttl_s,
+            serde=self.serde,
+            prompt_shape=PromptShape(settings.prompt_knowledge, settings.prompt_chars),
+        )
 
     # -- Faust callbacks --------------------------------------------------------------
     async def _agent(self, stream: faust.Stream) -> None:

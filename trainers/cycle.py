@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel.events import Component, LifecycleAction
-from kernel.lifecycle import read_model_card, write_model_card
+from kernel.lifecycle import VersionState, read_model_card, write_model_card
 from kernel.models import resolve_embedder, resolve_generator
 from kernel.settings import Settings
 from kernel.shards import ShardStore, component_of
@@ -115,34 +115,71 @@ def run_cycle(
 
     ``kb`` is the candidate knowledge base as (id, text); every object the shards mention
     is added to it. ``snapshot_id`` retrains on a recorded snapshot instead of a new one.
+    Stages: snapshot, train and evaluate, gate, write the staging dir, publish and register.
     """
     comp = component_of(component)
     name = comp.slug
     config = config or CycleConfig()
     stage = on_stage or (lambda msg: log.info("%s: %s", name, msg))
-    shards = ShardStore(settings.shard_store)
     checkpoints = CheckpointStore(settings.checkpoint_store)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-
-    snap = (
-        checkpoints.load_snapshot(snapshot_id)
-        if snapshot_id
-        else take_snapshot(shards, name, watermark)
+    snap, train_rows, eval_rows = _snapshot(
+        comp, settings, checkpoints, snapshot_id, watermark, stage
     )
-    train_rows = rows_of(read_split(shards, snap, "train"))
-    eval_rows = rows_of(read_split(shards, snap, "eval"))
-    if not train_rows:
-        raise rt.NoTrainingData(f"{name}: snapshot {snap.snapshot_id} has no train rows")
-    checkpoints.save_snapshot(snap)
-    stage(f"snapshot {snap.snapshot_id}: {len(train_rows)} train / {len(eval_rows)} eval rows")
     seconds["snapshot"] = time.perf_counter() - t0
 
     serving = registry.serving(comp)
-    serving_path = checkpoints.local_path(serving.artifact_uri) if serving else None
     version = new_version(comp)
     staging = checkpoints.staging_dir(name, version)
     t1 = time.perf_counter()
+    rows = (train_rows, eval_rows)
+    done = _train(
+        comp, settings, config, registry, checkpoints, rows, kb, serving, staging, judge, stage
+    )
+    seconds["train"] = done.train.seconds
+    seconds["evaluate"] = time.perf_counter() - t1 - done.train.seconds
+
+    decision = decide(comp, done.candidate, done.baseline, config.gate)
+    stage(("PASS: " if decision.promote else "REFUSED: ") + decision.reason)
+    run = _Run(comp, version, staging, snap, serving, done, decision, config)
+    uri, plot = _write_and_publish(run, checkpoints)
+    action = _register(run, registry, uri)
+    seconds["total"] = time.perf_counter() - t0
+    stage(f"{version}: {action.value} in {seconds['total']:.1f}s")
+    return CycleResult(
+        component=comp,
+        version=version,
+        artifact_uri=uri,
+        snapshot=snap,
+        serving_version=serving.version if serving else None,
+        metrics=done.candidate,
+        baseline=done.baseline,
+        decision=decision,
+        action=action,
+        train=done.train,
+        seconds=seconds,
+        plot=plot,
+    )
+
+
+def _train(
+    comp: Component,
+    settings: Settings,
+    config: CycleConfig,
+    registry: Registry,
+    checkpoints: CheckpointStore,
+    rows: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    kb: KB | None,
+    serving: VersionState | None,
+    staging: Path,
+    judge: PairwiseJudge | None,
+    stage: Stage,
+) -> _Trained:
+    """Train the candidate into ``staging`` and evaluate it next to the serving version;
+    a failure removes the staging dir."""
+    serving_path = checkpoints.local_path(serving.artifact_uri) if serving else None
+    train_rows, eval_rows = rows
     try:
         done = _train_and_evaluate(
             comp,
@@ -166,26 +203,67 @@ def run_cycle(
         done.base_model = (
             f"{serving.version}@{serving.artifact_uri}"  # trained from the serving one
         )
-    seconds["train"] = done.train.seconds
-    seconds["evaluate"] = time.perf_counter() - t1 - done.train.seconds
+    return done
 
-    decision = decide(comp, done.candidate, done.baseline, config.gate)
-    stage(("PASS: " if decision.promote else "REFUSED: ") + decision.reason)
-    lineage = {
-        "config": config.to_dict(),
-        "snapshot": snap.summary(),
-        "serving_version": serving.version if serving else None,
-        "baseline_metrics": done.baseline,
-        "gate": decision.to_dict(),
-        "train": done.train.to_dict(),
-        "eval_judge": done.eval_judge,
-    }
-    (staging / "lineage.json").write_text(
-        json.dumps(lineage, indent=2, sort_keys=True, default=str)
+
+def _snapshot(
+    comp: Component,
+    settings: Settings,
+    checkpoints: CheckpointStore,
+    snapshot_id: str | None,
+    watermark: datetime | None,
+    stage: Stage,
+) -> tuple[Snapshot, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The snapshot (new, or the recorded one) and its train and eval rows; recorded."""
+    shards = ShardStore(settings.shard_store)
+    snap = (
+        checkpoints.load_snapshot(snapshot_id)
+        if snapshot_id
+        else take_snapshot(shards, comp.slug, watermark)
     )
-    judge_version = ",".join(snap.judge_versions) or None
+    train_rows = rows_of(read_split(shards, snap, "train"))
+    eval_rows = rows_of(read_split(shards, snap, "eval"))
+    if not train_rows:
+        raise rt.NoTrainingData(f"{comp.slug}: snapshot {snap.snapshot_id} has no train rows")
+    checkpoints.save_snapshot(snap)
+    stage(f"snapshot {snap.snapshot_id}: {len(train_rows)} train / {len(eval_rows)} eval rows")
+    return snap, train_rows, eval_rows
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the stages after the gate need of one cycle."""
+
+    comp: Component
+    version: str
+    staging: Path
+    snap: Snapshot
+    serving: VersionState | None
+    done: _Trained
+    decision: GateDecision
+    config: CycleConfig
+
+    def lineage(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "snapshot": self.snap.summary(),
+            "serving_version": self.serving.version if self.serving else None,
+            "baseline_metrics": self.done.baseline,
+            "gate": self.decision.to_dict(),
+            "train": self.done.train.to_dict(),
+            "eval_judge": self.done.eval_judge,
+        }
+
+
+def _write_and_publish(run: _Run, checkpoints: CheckpointStore) -> tuple[str, str | None]:
+    """Lineage, model card, plot and MLflow run into the staging dir, then publish it;
+    returns the artifact URI and the plot's."""
+    done, snap, name, version = run.done, run.snap, run.comp.slug, run.version
+    (run.staging / "lineage.json").write_text(
+        json.dumps(run.lineage(), indent=2, sort_keys=True, default=str)
+    )
     write_model_card(
-        staging,
+        run.staging,
         component=name,
         version=version,
         base_model=done.base_model,
@@ -193,62 +271,49 @@ def run_cycle(
         snapshot_id=snap.snapshot_id,
         **done.card,
     )
-    plot = None
-    if config.plot:
+    verdict = ("promote: " if run.decision.promote else "refused: ") + run.decision.reason
+    if run.config.plot:
         plot_cycle(
-            staging / "metrics.png",
+            run.staging / "metrics.png",
             f"{version} (snapshot {snap.snapshot_id})",
             done.candidate,
             done.baseline,
             done.train.loss_history,
-            ("promote: " if decision.promote else "refused: ") + decision.reason,
+            verdict,
         )
     log_mlflow(
-        config.mlflow_tracking_uri,
-        config.mlflow_experiment,
+        run.config.mlflow_tracking_uri,
+        run.config.mlflow_experiment,
         version,
         {"component": name, "snapshot_id": snap.snapshot_id, "base_model": done.base_model},
         {**done.candidate, **{f"serving_{k}": v for k, v in done.baseline.items()}},
-        staging,
+        run.staging,
     )
-    uri = checkpoints.publish(staging, name, version)
-    if config.plot:
-        plot = f"{uri}/metrics.png"
+    uri = checkpoints.publish(run.staging, name, version)
+    return uri, (f"{uri}/metrics.png" if run.config.plot else None)
 
+
+def _register(run: _Run, registry: Registry, uri: str) -> LifecycleAction:
+    """Register the version; promote it when the gate passed (and promotion is on), else
+    reject it with the gate's reason."""
+    comp, version, decision = run.comp, run.version, run.decision
     registry.register(
         comp,
         version,
         uri,
-        base_model=done.base_model,
-        snapshot_id=snap.snapshot_id,
-        judge_version=judge_version,
-        metrics=done.candidate,
-        lineage=lineage,
+        base_model=run.done.base_model,
+        snapshot_id=run.snap.snapshot_id,
+        judge_version=",".join(run.snap.judge_versions) or None,
+        metrics=run.done.candidate,
+        lineage=run.lineage(),
     )
-    if decision.promote and config.promote:
+    if decision.promote and run.config.promote:
         registry.promote(comp, version, reason=decision.reason)
-        action = LifecycleAction.PROMOTED
-    elif decision.promote:
-        action = LifecycleAction.REGISTERED
-    else:
-        registry.reject(comp, version, decision.reason)
-        action = LifecycleAction.REJECTED
-    seconds["total"] = time.perf_counter() - t0
-    stage(f"{version}: {action.value} in {seconds['total']:.1f}s")
-    return CycleResult(
-        component=comp,
-        version=version,
-        artifact_uri=uri,
-        snapshot=snap,
-        serving_version=serving.version if serving else None,
-        metrics=done.candidate,
-        baseline=done.baseline,
-        decision=decision,
-        action=action,
-        train=done.train,
-        seconds=seconds,
-        plot=plot,
-    )
+        return LifecycleAction.PROMOTED
+    if decision.promote:
+        return LifecycleAction.REGISTERED
+    registry.reject(comp, version, decision.reason)
+    return LifecycleAction.REJECTED
 
 
 def _train_and_evaluate(

@@ -130,7 +130,7 @@ def test_trainer_service_cycles_on_sealed_shards(
                 ShardSealed(
                     shard_id=m.shard_id,
                     component=R,
-                    split=Split(m.split.upper()),
+                    split=Split.parse(m.split),
                     uri=m.parquet,
                     manifest_uri=m.parquet.replace(".parquet", ".manifest.json"),
                     rows=m.rows,

@@ -27,8 +27,9 @@ from confluent_kafka import Consumer, Producer
 
 from aitl.kafka_local import free_port
 from bench.workload import Workload, garbage, make_workload
+from kernel.events import Component
 from kernel.settings import KafkaSettings
-from kernel.shards import COMPONENTS, ShardStore
+from kernel.shards import ShardStore
 from streams.admin import ensure_topics
 from streams.catalog import Topics
 from streams.config import consumer_config, producer_config
@@ -139,11 +140,11 @@ class Stack:
 
     def rows(self) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
-        for component in COMPONENTS:
-            out[component] = []
+        for component in Component:
+            out[component.slug] = []
             for m in self.store.manifests(component):
                 cols = ["example_id", "source_event_ids", "case_id"]
-                out[component] += pq.read_table(m.parquet, columns=cols).to_pylist()
+                out[component.slug] += pq.read_table(m.parquet, columns=cols).to_pylist()
         return out
 
     def wait(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -229,7 +230,7 @@ def check_exactly_once(stack: Stack, w: Workload) -> None:
             [v.reasons for v in verdicts[eid]],
         )
     splits: dict[str, set[str]] = defaultdict(set)
-    for component in COMPONENTS:
+    for component in Component:
         for m in stack.store.manifests(component):
             for case in pq.read_table(m.parquet, columns=["case_id"]).column(0).to_pylist():
                 splits[case].add(m.split)
@@ -287,7 +288,7 @@ def test_kill_9_mid_stream_loses_nothing_and_seals_nothing_twice(stack: Stack) -
         for a in late
     )
     sealed_events = {stack.serde.decode(v or b"").shard_id for _, v, _ in stack.sealed.records}  # type: ignore[attr-defined]
-    manifests = {m.shard_id for c in COMPONENTS for m in stack.store.manifests(c)}
+    manifests = {m.shard_id for c in Component for m in stack.store.manifests(c)}
     assert sealed_events and sealed_events <= manifests
     print(
         f"\n{SCALE} annotations ({len(w.stream)} events): killed at {judged_at_kill} verdicts "

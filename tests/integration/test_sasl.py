@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException
 from pydantic import SecretStr
 
 from aitl.kafka_local import LocalKafka
+from kernel.errors import SecurityError
 from kernel.events import CustomerInteraction
 from kernel.settings import KafkaSettings
 from streams import admin, security
@@ -107,7 +108,7 @@ async def test_aiokafka_clients_faust_uses_log_in(
 def test_wrong_password_is_refused_with_a_clear_error(sasl_bootstrap: str) -> None:
     wrong = settings(sasl_bootstrap, "alice", "not-alices-password", "never.")
     started = time.monotonic()
-    with pytest.raises(security.SecurityError) as refused:
+    with pytest.raises(SecurityError) as refused:
         admin.check_connection(wrong, timeout_s=20)
     assert time.monotonic() - started < 10
     message = str(refused.value)
@@ -115,7 +116,7 @@ def test_wrong_password_is_refused_with_a_clear_error(sasl_bootstrap: str) -> No
     assert "not-alices-password" not in message
 
     unknown = settings(sasl_bootstrap, "mallory", USERS["alice"], "never.")
-    with pytest.raises(security.SecurityError, match="'mallory'"):
+    with pytest.raises(SecurityError, match="'mallory'"):
         admin.check_connection(unknown, timeout_s=20)
 
 
@@ -126,7 +127,7 @@ def test_wrong_password_fails_the_publisher_and_admin(sasl_bootstrap: str) -> No
     with pytest.raises(KafkaException):
         ensure_topics(wrong, timeout_s=5)
     with (
-        pytest.raises((DeliveryError, security.SecurityError)),
+        pytest.raises((DeliveryError, SecurityError)),
         Publisher(wrong, **FAST_TIMEOUT) as publisher,
     ):
         publisher.publish(samples()["interaction"])
@@ -137,7 +138,7 @@ def test_wrong_password_stops_the_event_consumer(
 ) -> None:
     wrong = settings(sasl_bootstrap, "alice", "not-alices-password", "never.")
     with (
-        pytest.raises(security.SecurityError, match="Authentication failed"),
+        pytest.raises(SecurityError, match="Authentication failed"),
         EventConsumer(wrong, unique_name("g"), ["never.interactions"]) as consumer,
     ):
         for _ in range(5):

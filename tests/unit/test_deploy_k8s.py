@@ -146,7 +146,7 @@ def test_builtin_kinds_validate_against_the_kubernetes_schemas() -> None:
 def test_every_process_is_deployed() -> None:
     args = {" ".join(c.get("args", [])[:2]) for _, _, c in aitl_containers()}
     assert {"gateway start", "processors start"} <= args
-    assert {f"train {c.value.lower()}" for c in Component} <= args
+    assert {f"train {c.slug}" for c in Component} <= args
     assert [doc["metadata"]["name"] for doc in of_kind("RayService")] == ["aitl-serving"]
 
 

@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, SecretStr
 
+from kernel.errors import SecurityError
 from kernel.settings import KafkaSettings, Settings
 from streams import admin, config, consumer, producer, security
 from streams.gateway import create_app
@@ -239,7 +240,7 @@ def test_wrong_key_password_fails_when_the_client_is_built(pki: dict[str, Path])
 def test_incomplete_security_settings_name_what_is_missing(
     settings: KafkaSettings, needs: str
 ) -> None:
-    with pytest.raises(security.SecurityError, match=needs):
+    with pytest.raises(SecurityError, match=needs):
         security.aiokafka_security(settings)
 
 
@@ -247,7 +248,7 @@ def test_a_refused_login_raises_from_the_error_callback() -> None:
     from confluent_kafka import KafkaError
 
     refused = KafkaError(KafkaError._AUTHENTICATION, "Authentication failed: Invalid username")
-    with pytest.raises(security.SecurityError, match="Invalid username"):
+    with pytest.raises(SecurityError, match="Invalid username"):
         security.raise_on_auth_failure(refused)
     security.raise_on_auth_failure(KafkaError(KafkaError._TRANSPORT, "broker down"))  # retried
 
