@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from typing import Any, cast
 
 from ray import serve
@@ -30,8 +30,9 @@ from kernel.rankers import load_ranker
 from kernel.settings import Settings
 from serving.config import ServingSettings
 from serving.generator import load_generator
-from serving.knowledge.index import KnowledgeIndex, open_client
+from serving.knowledge.index import Hit, KnowledgeIndex, open_client
 from serving.knowledge.indexer import KnowledgeIndexer, LiveIndex
+from serving.records import Generated, GenerateRequest, Ranked, Retrieved
 from serving.retriever import load_encoder
 from serving.watcher import LifecycleWatcher
 
@@ -119,14 +120,10 @@ class Retriever(_Swappable):
     def _load(self, spec: ModelSpec) -> None:
         self.live.switch(self._encoder(spec))  # returns once the new collection serves
 
-    def retrieve(self, query: str, k: int) -> dict[str, Any]:
+    def retrieve(self, query: str, k: int) -> Retrieved:
         started = time.perf_counter()
         version, hits = self.live.search(query, k)
-        return {
-            "version": version,
-            "hits": [asdict(h) for h in hits],
-            "ms": (time.perf_counter() - started) * 1000,
-        }
+        return Retrieved(version, list(hits), (time.perf_counter() - started) * 1000)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -169,17 +166,13 @@ class Ranker(_Swappable):
     def _load(self, spec: ModelSpec) -> None:
         self.ranker = self._ranker(spec)
 
-    def rank(self, query: str, hits: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    def rank(self, query: str, hits: list[Hit], k: int) -> Ranked:
         started = time.perf_counter()
         ranker = self.ranker
-        order = ranker.rank(query, [h["text"] for h in hits], [h["score"] for h in hits], k)
-        ranked = [dict(hits[i], score=score) for i, score in order]
-        return {
-            "version": ranker.version,
-            "kind": ranker.kind,
-            "ranked": ranked,
-            "ms": (time.perf_counter() - started) * 1000,
-        }
+        order = ranker.rank(query, [h.text for h in hits], [h.score for h in hits], k)
+        ranked = [replace(hits[i], score=score) for i, score in order]
+        ms = (time.perf_counter() - started) * 1000
+        return Ranked(ranker.version, ranker.kind, ranked, ms)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -222,13 +215,13 @@ class Generator(_Swappable):
         self.generator = self._generator(spec)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.02)
-    async def generate(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def generate(self, requests: list[GenerateRequest]) -> list[Generated]:
         generator = self.generator
         batch = [
             (
-                r["query"],
-                [tuple(t) for t in r["history"]],
-                [Snippet(s["knowledge_id"], s["text"]) for s in r["knowledge"]],
+                r.query,
+                [tuple(t) for t in r.history],
+                [Snippet(h.knowledge_id, h.text) for h in r.knowledge],
             )
             for r in requests
         ]
@@ -236,13 +229,7 @@ class Generator(_Swappable):
         self.tokens += sum(g.new_tokens for g in results)
         self.seconds += results[0].seconds if results else 0.0
         return [
-            {
-                "version": generator.version,
-                "candidates": [asdict(r) for r in g.replies],
-                "new_tokens": g.new_tokens,
-                "batch": len(requests),
-                "ms": g.seconds * 1000,
-            }
+            Generated(generator.version, g.replies, g.new_tokens, len(requests), g.seconds * 1000)
             for g in results
         ]
 

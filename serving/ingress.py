@@ -14,6 +14,7 @@ import hmac
 import threading
 import time
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -36,6 +37,7 @@ from kernel.events import Candidate, Envelope, ScoredKnowledge, SuggestionServed
 from kernel.prompt import retrieval_query
 from kernel.settings import Settings
 from serving.config import ServingSettings
+from serving.records import GenerateRequest
 from streams.producer import Publisher
 
 
@@ -155,10 +157,10 @@ class Ingress:
             return JSONResponse({"error": "invalid suggest request", "errors": _errors(exc)}, 400)
         stage = "retrieve"
         try:
-            result = await self._pipeline(body, started)
+            event, response = await self._pipeline(body, started)
             stage = "publish"
             t = time.perf_counter()
-            await self._publish(result["event"])
+            await self._publish(event)
             self.prom.stage_seconds.labels("publish").observe(time.perf_counter() - t)
         except Exception as exc:
             self.prom.errors.labels(stage if stage == "publish" else "pipeline").inc()
@@ -168,37 +170,40 @@ class Ingress:
         total = time.perf_counter() - started
         self.prom.stage_seconds.labels("total").observe(total)
         self.prom.requests.labels("200").inc()
-        return JSONResponse(result["response"] | {"latency_ms": total * 1000})
+        return JSONResponse(response | {"latency_ms": total * 1000})
 
-    async def _pipeline(self, body: SuggestRequest, started: float) -> dict[str, Any]:
+    async def _pipeline(
+        self, body: SuggestRequest, started: float
+    ) -> tuple[SuggestionServed, dict[str, Any]]:
+        """Retrieve, rank, generate; the suggestion event and the response body."""
         history = [(t.speaker, t.text) for t in body.history]
         query = retrieval_query(body.query, history, self.cfg.query_turns)
         t = time.perf_counter()
         retrieved = await self.retriever.retrieve.remote(query, self.settings.retrieve_k)
         self.prom.stage_seconds.labels("retrieve").observe(time.perf_counter() - t)
         t = time.perf_counter()
-        ranked = await self.ranker.rank.remote(query, retrieved["hits"], self.settings.rank_k)
+        ranked = await self.ranker.rank.remote(query, retrieved.hits, self.settings.rank_k)
         self.prom.stage_seconds.labels("rank").observe(time.perf_counter() - t)
         t = time.perf_counter()
         generated = await self.generator.generate.remote(
-            {"query": body.query, "history": history, "knowledge": ranked["ranked"]}
+            GenerateRequest(body.query, history, ranked.ranked)
         )
         self.prom.stage_seconds.labels("generate").observe(time.perf_counter() - t)
         versions = {
-            "retriever": retrieved["version"],
-            "ranker": ranked["version"],
-            "generator": generated["version"],
+            "retriever": retrieved.version,
+            "ranker": ranked.version,
+            "generator": generated.version,
         }
         self._record_versions(versions)
         request_id = str(uuid.uuid4())
         candidates = [
             Candidate(
-                candidate_id=c["candidate_id"],
-                text=c["text"],
-                model_version=generated["version"],
-                cited_knowledge_ids=c["cited_knowledge_ids"],
+                candidate_id=c.candidate_id,
+                text=c.text,
+                model_version=generated.version,
+                cited_knowledge_ids=c.cited_knowledge_ids,
             )
-            for c in generated["candidates"]
+            for c in generated.candidates
         ]
         event = SuggestionServed(
             envelope=Envelope(tenant_id=body.tenant_id, producer="aitl-serving"),
@@ -206,12 +211,10 @@ class Ingress:
             case_id=body.case_id,
             query=query,
             retrieved=[
-                ScoredKnowledge(knowledge_id=h["knowledge_id"], score=h["score"])
-                for h in retrieved["hits"]
+                ScoredKnowledge(knowledge_id=h.knowledge_id, score=h.score) for h in retrieved.hits
             ],
             ranked=[
-                ScoredKnowledge(knowledge_id=h["knowledge_id"], score=h["score"])
-                for h in ranked["ranked"]
+                ScoredKnowledge(knowledge_id=h.knowledge_id, score=h.score) for h in ranked.ranked
             ],
             candidates=candidates,
             model_versions=versions,
@@ -220,12 +223,9 @@ class Ingress:
         response = {
             "request_id": request_id,
             "case_id": body.case_id,
-            "knowledge": [
-                {k: h[k] for k in ("knowledge_id", "score", "title", "text", "kind")}
-                for h in ranked["ranked"]
-            ],
+            "knowledge": [asdict(h) for h in ranked.ranked],
             "retrieved": [
-                {"knowledge_id": h["knowledge_id"], "score": h["score"]} for h in retrieved["hits"]
+                {"knowledge_id": h.knowledge_id, "score": h.score} for h in retrieved.hits
             ],
             "candidates": [c.model_dump() for c in candidates],
             "model_versions": versions,
@@ -235,7 +235,7 @@ class Ingress:
                 "generate": generated["ms"],
             },
         }
-        return {"event": event, "response": response}
+        return event, response
 
     async def _publish(self, event: SuggestionServed) -> None:
         loop = asyncio.get_running_loop()

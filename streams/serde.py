@@ -33,7 +33,8 @@ from kernel.events import BY_SCHEMA, Event
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+from kernel.schemas import SCHEMA_DIR  # noqa: E402
+
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 ENVELOPE_NAME = "ai.aitl.Envelope"
@@ -89,10 +90,6 @@ def _version(name: str, version: int, schema: dict[str, Any]) -> SchemaVersion:
     # fastavro spells the fingerprint as the hex of its little-endian bytes
     fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
     return SchemaVersion(name, version, schema, fastavro.parse_schema(schema), canonical, fp)
-
-
-def full_name(schema: dict[str, Any]) -> str:
-    return f"{schema.get('namespace', '')}.{schema['name']}".lstrip(".")
 
 
 class SchemaSet:

@@ -41,11 +41,6 @@ def doc_from_event(event: KnowledgeChanged) -> KnowledgeDoc:
     )
 
 
-def doc_from_object(obj: KnowledgeObject) -> KnowledgeDoc:
-    """The indexed form of a dataset knowledge object."""
-    return KnowledgeDoc(obj.id, obj.text, obj.title, obj.kind.upper(), obj.entity)
-
-
 def knowledge_events(objects: Iterable[KnowledgeObject]) -> list[KnowledgeChanged]:
     """Upsert events for a dataset's knowledge base (to publish on the knowledge topic)."""
     return [

@@ -67,7 +67,7 @@ class Serving:
     def retrieve(self, query: str, k: int = 5) -> list[str]:
         handle = serve.get_deployment_handle("Retriever", app_name=APP)
         out = handle.retrieve.remote(query, k).result(timeout_s=60)
-        return [h["knowledge_id"] for h in out["hits"]]
+        return [h.knowledge_id for h in out.hits]
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 1.0) -> Any:
