@@ -269,8 +269,8 @@ def _train_command(component: str) -> None:
     train_app.command(component)(command)
 
 
-for _name in ("retriever", "ranker", "generator"):
-    _train_command(_name)
+for _member in Component:
+    _train_command(_member.slug)
 
 
 # --- aitl trainers --------------------------------------------------------------------

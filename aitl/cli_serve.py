@@ -22,6 +22,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from kernel.errors import InfraError
 from kernel.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -47,7 +48,7 @@ def wait_healthy(
     last = "no answer"
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the serving process exited with {proc.returncode}")
+            raise InfraError(f"the serving process exited with {proc.returncode}")
         try:
             r = httpx.get(f"{url}/healthz", timeout=15)
             if r.status_code == 200:

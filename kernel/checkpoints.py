@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.errors import ModelError
 from kernel.lifecycle import STOCK, read_model_card
 
 DEFAULT_CACHE = Path.home() / ".cache" / "aitl" / "checkpoints"
@@ -66,5 +67,5 @@ def load_card(uri: str, expected_component: str | None = None) -> tuple[Path, di
     card = read_model_card(directory)
     component = str(card.get("component", "")).lower()
     if expected_component and component and component != expected_component.lower():
-        raise ValueError(f"{uri} is a {component} checkpoint, expected a {expected_component}")
+        raise ModelError(f"{uri} is a {component} checkpoint, expected a {expected_component}")
     return directory, card

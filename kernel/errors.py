@@ -1,10 +1,12 @@
 """One error base for aitl, and the few kinds a caller tells apart.
 
-Every error aitl raises on purpose is an :class:`AitlError`; the subclass says what went
-wrong (the contract, a delivery, security, the data, a model) and ``context`` carries the
-facts a reader needs (topic, offset, setting, path), shown after the message. The same
-mistake raises the same type wherever it is found. ``ValueError``/``RuntimeError`` stay
-as second bases where callers (and pydantic) relied on them.
+What goes wrong in the world aitl deals with (an event off its contract, an unacknowledged
+delivery, security settings or a refused login, unusable data, a model or checkpoint, a
+service that stopped) raises an :class:`AitlError`; the subclass says which, and
+``context`` carries the facts a reader needs (topic, offset, setting, path), shown after
+the message. The same mistake raises the same type wherever it is found.
+``ValueError``/``RuntimeError`` stay as second bases where callers relied on them; an
+argument a programmer got wrong and a pydantic validator still raise plain ``ValueError``.
 """
 
 from __future__ import annotations

@@ -9,5 +9,6 @@ a message is acknowledged only once everything it produced is durable (see
 
 Layout: ``app.py`` (the Faust edge), ``engine.py`` (the pure core), ``judge/``,
 ``redact.py``, ``split.py``, ``examples.py``, ``sealer.py``, ``offsets.py``,
-``knowledge.py``, ``metrics.py``, ``settings.py``, ``workload.py`` (synthetic traffic).
+``knowledge.py``, ``metrics.py``, ``settings.py``. What each annotation type contributes
+(its rules, its rows) lives with the type in ``kernel/annotations/``.
 """

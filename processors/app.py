@@ -29,6 +29,7 @@ from typing import Any, cast
 import faust
 from faust.types import TP
 
+from kernel.errors import InfraError
 from kernel.settings import Settings
 from kernel.shards import ShardStore
 from processors import metrics
@@ -174,7 +175,7 @@ class Processor:
         from aiokafka.codec import has_lz4
 
         if not has_lz4():  # aitl producers compress with lz4 (streams/config.py)
-            raise RuntimeError("faust/aiokafka cannot read lz4 batches: install cramjam")
+            raise InfraError("faust/aiokafka cannot read lz4 batches: install cramjam")
         self.settings, self.ps = settings, ps
         kafka = settings.kafka
         self.topics = Topics(kafka)
@@ -314,7 +315,7 @@ class Processor:
         try:
             view = self.knowledge_view
             if view is not None and view.error is not None:
-                raise RuntimeError(f"knowledge reader failed: {view.error!r}")
+                raise InfraError(f"knowledge reader failed: {view.error!r}")
             async with self.lock:
                 await self._emit(await self.engine.on_tick())
                 await self._checkpoint()

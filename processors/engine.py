@@ -414,7 +414,7 @@ class Engine:
 
     def _orphan(self, p: Pending, out: Outputs) -> None:
         rid = p.annotation.request_id
-        why = f"orphan: no suggestion for request {rid} in {self.context_wait_s:g}s"
+        why = Reason.ORPHAN(f" no suggestion for request {rid} in {self.context_wait_s:g}s")
         out.dead.append(self._dead(p.record, p.ticket, why, "join"))
         verdict = Verdict(False, self.judge.name, self.judge.version, reasons=(why,))
         out.verdicts.append((verdict.to_event(p.annotation, p.agent), p.ticket))

@@ -24,6 +24,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from kernel.checkpoints import ModelSpec
+from kernel.errors import InfraError
 from kernel.events import Component
 from kernel.prompt import Snippet
 from kernel.rankers import load_ranker
@@ -89,7 +90,7 @@ class _Swappable:
 
     def _check_threads(self) -> None:
         if self.watcher is not None and (self.watcher.error or not self.watcher.alive):
-            raise RuntimeError(f"lifecycle watcher stopped: {self.watcher.error!r}")
+            raise InfraError(f"lifecycle watcher stopped: {self.watcher.error!r}")
 
 
 @serve.deployment(name="Retriever", health_check_period_s=10)
@@ -139,7 +140,7 @@ class Retriever(_Swappable):
     def check_health(self) -> None:
         self._check_threads()
         if self.indexer is not None and (self.indexer.error or not self.indexer.alive):
-            raise RuntimeError(f"knowledge indexer stopped: {self.indexer.error!r}")
+            raise InfraError(f"knowledge indexer stopped: {self.indexer.error!r}")
 
 
 @serve.deployment(name="Ranker", health_check_period_s=10)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kernel.checkpoints import ModelSpec, load_card
+from kernel.errors import ModelError
 from kernel.models import resolve_generator, torch_device
 from kernel.prompt import Snippet, build_messages, extractive_answer, ground
 
@@ -151,7 +152,7 @@ def load_generator(spec: ModelSpec, stock_model: str, **options: Any) -> Generat
         directory, card = load_card(spec.artifact_uri, "generator")
         kind = card.get("kind", GENERATOR_KIND)
         if kind != GENERATOR_KIND:
-            raise ValueError(f"generator checkpoint kind {kind!r} is not {GENERATOR_KIND!r}")
+            raise ModelError(f"generator checkpoint kind {kind!r} is not {GENERATOR_KIND!r}")
         source = str(directory)
         if card.get("adapter"):
             adapter = str(directory / "adapter")

@@ -33,11 +33,12 @@ from pydantic import BaseModel, Field, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from kernel.errors import DeliveryError, InfraError
 from kernel.events import Candidate, Envelope, ScoredKnowledge, SuggestionServed
 from kernel.prompt import retrieval_query
 from kernel.settings import Settings
 from serving.config import ServingSettings
-from serving.records import GenerateRequest
+from serving.records import Generated, GenerateRequest, Ranked, Retrieved
 from streams.producer import Publisher
 
 
@@ -114,9 +115,9 @@ class Ingress:
 
     def __init__(
         self,
-        retriever: DeploymentHandle,
-        ranker: DeploymentHandle,
-        generator: DeploymentHandle,
+        retriever: DeploymentHandle[Any],
+        ranker: DeploymentHandle[Any],
+        generator: DeploymentHandle[Any],
         settings: Settings,
         cfg: ServingSettings,
     ) -> None:
@@ -179,13 +180,13 @@ class Ingress:
         history = [(t.speaker, t.text) for t in body.history]
         query = retrieval_query(body.query, history, self.cfg.query_turns)
         t = time.perf_counter()
-        retrieved = await self.retriever.retrieve.remote(query, self.settings.retrieve_k)
+        retrieved: Retrieved = await self.retriever.retrieve.remote(query, self.settings.retrieve_k)
         self.prom.stage_seconds.labels("retrieve").observe(time.perf_counter() - t)
         t = time.perf_counter()
-        ranked = await self.ranker.rank.remote(query, retrieved.hits, self.settings.rank_k)
+        ranked: Ranked = await self.ranker.rank.remote(query, retrieved.hits, self.settings.rank_k)
         self.prom.stage_seconds.labels("rank").observe(time.perf_counter() - t)
         t = time.perf_counter()
-        generated = await self.generator.generate.remote(
+        generated: Generated = await self.generator.generate.remote(
             GenerateRequest(body.query, history, ranked.ranked)
         )
         self.prom.stage_seconds.labels("generate").observe(time.perf_counter() - t)
@@ -230,9 +231,9 @@ class Ingress:
             "candidates": [c.model_dump() for c in candidates],
             "model_versions": versions,
             "stage_ms": {
-                "retrieve": retrieved["ms"],
-                "rank": ranked["ms"],
-                "generate": generated["ms"],
+                "retrieve": retrieved.ms,
+                "rank": ranked.ms,
+                "generate": generated.ms,
             },
         }
         return event, response
@@ -251,7 +252,7 @@ class Ingress:
         self.publisher.publish(event, on_delivery=delivered)
         err = await asyncio.wait_for(done, timeout=self.cfg.publish_timeout_s + 2)
         if err is not None:
-            raise RuntimeError(f"Kafka did not acknowledge the suggestion event: {err}")
+            raise DeliveryError(f"Kafka did not acknowledge the suggestion event: {err}")
 
     def _record_versions(self, versions: dict[str, str]) -> None:
         for component, version in versions.items():
@@ -301,7 +302,7 @@ class Ingress:
 
     def check_health(self) -> None:
         if self.publisher.failed and self.publisher.delivered == 0:
-            raise RuntimeError(f"Kafka unreachable: {self.publisher.failed[-1][1]}")
+            raise InfraError(f"Kafka unreachable: {self.publisher.failed[-1][1]}")
 
     def __del__(self) -> None:
         if hasattr(self, "_stop"):

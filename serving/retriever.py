@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kernel.checkpoints import ModelSpec, load_card
+from kernel.errors import ModelError
 from kernel.models import resolve_embedder, torch_device
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def load_encoder(spec: ModelSpec, stock_model: str, **options: Any) -> Encoder:
         directory, card = load_card(spec.artifact_uri, "retriever")
         kind = card.get("kind", RETRIEVER_KIND)
         if kind != RETRIEVER_KIND:
-            raise ValueError(f"retriever checkpoint kind {kind!r} is not {RETRIEVER_KIND!r}")
+            raise ModelError(f"retriever checkpoint kind {kind!r} is not {RETRIEVER_KIND!r}")
         source = str(directory)
     model = SentenceTransformer(source, device=torch_device())
     model.eval()

@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
+from kernel.errors import DeliveryError, InfraError
 from kernel.events import Event
 from kernel.settings import KafkaSettings
 from streams.catalog import Topics
@@ -81,7 +82,7 @@ class EventConsumer:
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
                 return
-            raise RuntimeError(f"consumer error: {err}")
+            raise InfraError(f"consumer error: {err}")
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         try:
             event = self.serde.decode(msg.value(), topic=topic, partition=partition, offset=offset)
@@ -114,7 +115,7 @@ class EventConsumer:
     def commit(self) -> None:
         """Make the DLQ durable first, then commit the consumed offsets synchronously."""
         if self._dlq.flush(30) != 0:
-            raise RuntimeError("dead letters not acknowledged; not committing offsets")
+            raise DeliveryError("dead letters not acknowledged; not committing offsets")
         try:
             self._consumer.commit(asynchronous=False)
         except Exception as exc:  # nothing consumed since the last commit

@@ -6,6 +6,7 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError
 
+from kernel.errors import InfraError
 from kernel.settings import KafkaSettings
 from streams.catalog import Topics
 from streams.config import consumer_config
@@ -27,7 +28,7 @@ def read_dead_letters(
             for msg in msgs:
                 err = msg.error()
                 if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(f"consumer error: {err}")
+                    raise InfraError(f"consumer error: {err}")
                 if err is None:
                     out.append(DeadLetter.from_message(msg.key(), msg.value(), msg.headers()))
     finally:

@@ -347,6 +347,8 @@ def _train_and_evaluate(
             staging,
             stage,
         )
+    if comp is not Component.GENERATOR:
+        raise ValueError(f"no trainer for component {comp.slug!r}")
     return _generator(
         settings,
         config,

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kernel.errors import ModelError
 from trainers._internal import (
     TrainResult,
     common_args,
@@ -111,7 +112,7 @@ def load_base(path: str, quantization: str = "auto") -> tuple[Any, Any, bool]:
     quantize = quantization == "4bit" or (quantization == "auto" and cuda_available())
     if quantize:
         if not cuda_available():
-            raise RuntimeError("4-bit QLoRA needs CUDA; use quantization='none' on CPU")
+            raise ModelError("4-bit QLoRA needs CUDA; use quantization='none' on CPU")
         from transformers import BitsAndBytesConfig
 
         bnb = BitsAndBytesConfig(

@@ -24,7 +24,7 @@ def dcg_at_k(gains: Sequence[float], k: int) -> float:
     return sum(g / math.log2(i + 2) for i, g in enumerate(gains[:k]))
 
 
-def ndcg_at_k(ranking: Sequence[str], gains: Mapping[str, float], k: int) -> float:
+def graded_ndcg_at_k(ranking: Sequence[str], gains: Mapping[str, float], k: int) -> float:
     """nDCG@k with graded gains; 0 when no item has a positive gain."""
     ideal = dcg_at_k(sorted(gains.values(), reverse=True), k)
     if ideal <= 0:
@@ -65,7 +65,7 @@ def ranking_metrics(
         prec += precision_at_k(ranking, gold, k)
     return {
         f"precision_at_{k}": prec / n,
-        f"ndcg_at_{k}": sum(ndcg_at_k(r, g, k) for r, g in pairs) / n,
+        f"ndcg_at_{k}": sum(graded_ndcg_at_k(r, g, k) for r, g in pairs) / n,
         "queries": float(n),
     }
 

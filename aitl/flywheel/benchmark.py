@@ -212,7 +212,7 @@ def _oracle_shards(
             )
 
 
-METRIC_KEYS = ("recall_at_75", "recall_at_8", "precision_at_8", "helpfulness", "adoption")
+METRIC_KEYS = report.METRICS
 
 
 def _pick(row: dict[str, float]) -> dict[str, float]:

@@ -97,7 +97,7 @@ def wait_for_shards(
         stack.check()
         rows = {
             f"{c}/{s}": sum(m.rows for m in store.manifests(c, s))
-            for c in ("retriever", "ranker", "generator")
+            for c in (comp.slug for comp in Component)
             for s in ("train", "eval")
         }
         if rows != last:

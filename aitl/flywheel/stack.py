@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import IO
 
 from aitl.kafka_local import LocalKafka, free_port
+from kernel.errors import InfraError
 from kernel.settings import KafkaSettings, Settings
 
 
@@ -134,7 +135,7 @@ class Stack:
         try:
             return dict(wait_healthy(self.serve_url, timeout_s, service.proc))
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc}:\n{service.tail()}") from exc
+            raise InfraError(f"{exc}:\n{service.tail()}") from exc
 
     def check(self) -> None:
         """Raise if a service died (services stopped on purpose are not checked)."""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kernel.checkpoints import ModelSpec
+from kernel.errors import ModelError
 from kernel.lifecycle import write_model_card
 from kernel.rankers import NoRerank, Ranker, load_ranker
 
@@ -77,5 +78,5 @@ def test_checkpoint_kind_comes_from_the_model_card(tmp_path: Path) -> None:
     ranker = load_ranker(ModelSpec("k-2", f"file://{tmp_path}"), stock_kind="cross-encoder")
     assert (ranker.kind, ranker.version) == ("none", "k-2")
     write_model_card(tmp_path, component="retriever", kind="sentence-transformer")
-    with pytest.raises(ValueError, match="expected a ranker"):
+    with pytest.raises(ModelError, match="expected a ranker"):
         load_ranker(ModelSpec("k-3", str(tmp_path)))

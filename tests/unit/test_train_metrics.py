@@ -15,7 +15,7 @@ from trainers.judges import (
     parse_winner,
 )
 from trainers.metrics import (
-    ndcg_at_k,
+    graded_ndcg_at_k,
     precision_at_k,
     ranking_metrics,
     recall_at_k,
@@ -37,9 +37,11 @@ def test_recall_precision_mrr_by_hand() -> None:
 def test_ndcg_by_hand() -> None:
     gains = {"a": 1.0, "b": 0.5}
     ideal = 1.0 + 0.5 / math.log2(3)
-    assert ndcg_at_k(["a", "b"], gains, 8) == pytest.approx(1.0)
-    assert ndcg_at_k(["b", "a"], gains, 8) == pytest.approx((0.5 + 1.0 / math.log2(3)) / ideal)
-    assert ndcg_at_k(["x"], {"x": 0.0}, 8) == 0.0
+    assert graded_ndcg_at_k(["a", "b"], gains, 8) == pytest.approx(1.0)
+    assert graded_ndcg_at_k(["b", "a"], gains, 8) == pytest.approx(
+        (0.5 + 1.0 / math.log2(3)) / ideal
+    )
+    assert graded_ndcg_at_k(["x"], {"x": 0.0}, 8) == 0.0
 
 
 def test_aggregates_skip_queries_without_gold() -> None:
