@@ -53,7 +53,7 @@ lint: $(STAMP)
 
 ## demo: the flywheel end to end on the project's own demo data
 demo: setup
-	$(BIN)/python -m aitl demo
+	$(BIN)/python -m aitl demo --timings-out bench/results/demo.json
 
 ## bench: speed and memory benchmarks (tables + bench/results/*.json)
 bench: setup

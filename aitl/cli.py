@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -217,12 +218,21 @@ def demo(
     agents: int = typer.Option(10, help="simulated agents"),
     seed: int = typer.Option(7, help="seed of the data and the agents"),
     workdir: Path = typer.Option(Path(".aitl/demo"), help="where everything is written"),
+    timings_out: Path = typer.Option(
+        None, help="also write the stage timings here (make demo: bench/results/demo.json)"
+    ),
 ) -> None:
     """The flywheel end to end on the demo data: before/after table, JSON and PNG."""
     from aitl.flywheel.demo import DemoConfig, run_demo
+    from aitl.quiet import quiet_third_party
 
+    quiet_third_party()
     cfg = DemoConfig(workdir=workdir, cases=cases, held_out=held_out, agents=agents, seed=seed)
     run_demo(cfg, console)
+    if timings_out is not None:
+        timings_out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(workdir / "timings.json", timings_out)
+        console.print(f"stage timings: {timings_out}")
 
 
 @app.command("simulate")

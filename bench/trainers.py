@@ -13,12 +13,12 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.synthetic import synthetic_kb, write_synthetic_shards
 from kernel.models import resolve_generator
 from kernel.settings import KafkaSettings, Settings
-from kernel.shards import ShardStore
+from kernel.shards import GeneratorRow, ShardStore
 from trainers.config import CycleConfig, GeneratorConfig, RetrieverConfig
 from trainers.cycle import run_cycle
 from trainers.generator import train_generator
@@ -63,7 +63,7 @@ def run(bootstrap: str | None) -> dict[str, Any]:
 
         write_synthetic_shards(shards, "generator", 32, 0)
         snap = take_snapshot(shards, "generator")
-        rows = rows_of(read_split(shards, snap, "train"))
+        rows = cast(list[GeneratorRow], rows_of(read_split(shards, snap, "train")))
         gen_cfg = GeneratorConfig(max_steps=ORPO_STEPS, batch_size=2)
         orpo = train_generator(
             rows, resolve_generator(settings.generator_model), root / "gen", gen_cfg, progress=False

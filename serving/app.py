@@ -195,6 +195,7 @@ class Generator(_Swappable):
     def __init__(self, settings: Settings, cfg: ServingSettings) -> None:
         _torch_threads(cfg.torch_threads)
         self.settings, self.cfg = settings, cfg
+        self.model_loads = 0  # weights loaded by this replica: once, plus once per swap
         self.generator = self._generator(ModelSpec())
         self.tokens = 0
         self.seconds = 0.0
@@ -202,6 +203,7 @@ class Generator(_Swappable):
         self._init_swap(settings, cfg)
 
     def _generator(self, spec: ModelSpec) -> Any:
+        self.model_loads += 1
         return load_generator(
             spec,
             self.settings.generator_model,
@@ -241,6 +243,7 @@ class Generator(_Swappable):
             "tokens_per_s": rate,
             "generated_tokens": self.tokens,
             "generation_seconds": self.seconds,
+            "model_loads": self.model_loads,
             "swap_error": self.swap_error,
         }
 

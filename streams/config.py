@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kernel.settings import KafkaSettings
 from streams.security import check, raise_on_auth_failure
+
+# librdkafka's own log lines, through Python logging (WARNING and up print by default)
+LIBRDKAFKA_LOG = logging.getLogger("aitl.librdkafka")
+# expected while a broker starts, stops or moves a coordinator; kept at DEBUG
+_TRANSIENT = (
+    "Connection refused",
+    "Coordinator load in progress",
+    "brokers are down",
+    "Broker transport failure",
+    "Disconnected",
+)
+
+
+class _TransientToDebug(logging.Filter):
+    """Demote librdkafka's expected start-up and shutdown noise to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG and any(t in record.getMessage() for t in _TRANSIENT):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+LIBRDKAFKA_LOG.addFilter(_TransientToDebug())
 
 
 def bootstrap(settings: KafkaSettings) -> str:
@@ -20,6 +44,7 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
         "security.protocol": settings.security_protocol,
         # a refused login raises from poll/consume/flush instead of retrying silently
         "error_cb": raise_on_auth_failure,
+        "logger": LIBRDKAFKA_LOG,
     }
     check(settings)
     if settings.security_protocol.startswith("SASL"):

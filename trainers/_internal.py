@@ -81,12 +81,36 @@ def common_args(
 
 
 def quiet(trainer: Any, progress: bool) -> Any:
-    """Without progress bars, keep the trainer from printing every logged step."""
-    if not progress:
-        from transformers.trainer_callback import PrinterCallback
+    """Never print every logged step: without progress bars the trainer stays silent;
+    with them, the loss shows in the bar instead of a raw dict per step."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    if not progress:
         trainer.remove_callback(PrinterCallback)
+        return trainer
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_loss_in_bar())
     return trainer
+
+
+def _loss_in_bar() -> Any:
+    """A ProgressCallback whose bar carries the latest losses as its postfix."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class LossInBar(ProgressCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            bar = self.training_bar
+            if not state.is_world_process_zero or bar is None or not logs:
+                return
+            shown = {
+                k: round(float(v), 4)
+                for k, v in logs.items()
+                if isinstance(v, int | float) and (k == "loss" or k.endswith("_loss"))
+            }
+            if shown:
+                bar.set_postfix(shown, refresh=False)
+
+    return LossInBar()
 
 
 def kept(rows: Iterable[dict[str, Any]], min_weight: float) -> list[dict[str, Any]]:

@@ -20,13 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kernel.events import Component, LifecycleAction
 from kernel.lifecycle import VersionState, read_model_card, write_model_card
 from kernel.models import resolve_embedder, resolve_generator
 from kernel.settings import Settings
-from kernel.shards import ShardStore, component_of
+from kernel.shards import GeneratorRow, RankerRow, RetrieverRow, ShardStore, component_of
 from trainers import generator as gen
 from trainers import ranker as rk
 from trainers import retriever as rt
@@ -330,17 +330,21 @@ def _train_and_evaluate(
     judge: PairwiseJudge | None,
     stage: Stage,
 ) -> _Trained:
-    """Train the component into ``staging`` and evaluate it and the serving version."""
+    """Train the component into ``staging`` and evaluate it and the serving version.
+
+    The rows were read from this component's shards, written with the Arrow schema that
+    ``schemas/rows/<component>.avsc`` generates: they are that component's row type."""
     if comp is Component.RETRIEVER:
-        return _retriever(settings, config, train_rows, eval_rows, kb, serving_path, staging, stage)
+        train_r, eval_r = cast(list[RetrieverRow], train_rows), cast(list[RetrieverRow], eval_rows)
+        return _retriever(settings, config, train_r, eval_r, kb, serving_path, staging, stage)
     if comp is Component.RANKER:
         retriever = registry.serving(Component.RETRIEVER)
         retriever_path = checkpoints.local_path(retriever.artifact_uri) if retriever else None
         return _ranker(
             settings,
             config,
-            train_rows,
-            eval_rows,
+            cast(list[RankerRow], train_rows),
+            cast(list[RankerRow], eval_rows),
             kb,
             serving_path,
             retriever_path,
@@ -352,8 +356,8 @@ def _train_and_evaluate(
     return _generator(
         settings,
         config,
-        train_rows,
-        eval_rows,
+        cast(list[GeneratorRow], train_rows),
+        cast(list[GeneratorRow], eval_rows),
         serving_path,
         staging,
         judge or build_judge(settings),
@@ -375,8 +379,8 @@ def _kind(path: Path | None) -> str | None:
 def _retriever(
     settings: Settings,
     config: CycleConfig,
-    train_rows: list[dict[str, Any]],
-    eval_rows: list[dict[str, Any]],
+    train_rows: list[RetrieverRow],
+    eval_rows: list[RetrieverRow],
     kb: KB | None,
     serving_path: Path | None,
     out: Path,
@@ -405,8 +409,8 @@ def _retriever(
 def _ranker(
     settings: Settings,
     config: CycleConfig,
-    train_rows: list[dict[str, Any]],
-    eval_rows: list[dict[str, Any]],
+    train_rows: list[RankerRow],
+    eval_rows: list[RankerRow],
     kb: KB | None,
     serving_path: Path | None,
     retriever_path: Path | None,
@@ -457,8 +461,8 @@ def _ranker(
 def _generator(
     settings: Settings,
     config: CycleConfig,
-    train_rows: list[dict[str, Any]],
-    eval_rows: list[dict[str, Any]],
+    train_rows: list[GeneratorRow],
+    eval_rows: list[GeneratorRow],
     serving_path: Path | None,
     out: Path,
     judge: PairwiseJudge,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel.errors import ModelError
+from kernel.shards import GeneratorRow
 from trainers._internal import (
     TrainResult,
     common_args,
@@ -86,7 +87,7 @@ def render_prompt(tokenizer: Any, prompt: str, use_chat_template: bool) -> str:
 
 
 def preference_examples(
-    rows: Sequence[Mapping[str, Any]], tokenizer: Any, config: GeneratorConfig
+    rows: Sequence[GeneratorRow], tokenizer: Any, config: GeneratorConfig
 ) -> dict[str, list[str]]:
     """ORPO columns (prompt, chosen, rejected), rationale-boosted, prompts rendered."""
     out: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
@@ -132,7 +133,7 @@ def load_base(path: str, quantization: str = "auto") -> tuple[Any, Any, bool]:
 
 
 def train_generator(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[GeneratorRow],
     base_path: str,
     out_dir: Path,
     config: GeneratorConfig,
@@ -173,7 +174,7 @@ def train_generator(
             max_completion_length=config.max_completion_length,
             remove_unused_columns=False,
             bf16=quantized,
-            gradient_checkpointing=quantized,
+            activation_checkpointing=quantized,
         )
         trainer = ORPOTrainer(
             model=model,
@@ -283,7 +284,7 @@ def completion_logprob(model: Any, tokenizer: Any, prompt: str, completion: str)
 
 
 def preference_margin(
-    model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], use_chat_template: bool
+    model: Any, tokenizer: Any, rows: Sequence[GeneratorRow], use_chat_template: bool
 ) -> dict[str, float]:
     """ORPO's own yardstick on held-out pairs: mean log-odds margin and accuracy."""
     margins = []
@@ -309,7 +310,7 @@ def evaluate_generator(
     models: AdapterModel,
     candidate: str,
     serving: str | None,
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[GeneratorRow],
     judge: PairwiseJudge,
     similarity: ReferenceSimilarityJudge,
     config: GeneratorConfig,

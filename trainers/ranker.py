@@ -29,6 +29,7 @@ from typing import Any
 from kernel.checkpoints import ModelSpec
 from kernel.lifecycle import read_model_card
 from kernel.rankers import load_ranker
+from kernel.shards import RankerRow
 from trainers._internal import (
     TrainResult,
     common_args,
@@ -57,7 +58,7 @@ class RankQuery:
 
 
 def train_ranker(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[RankerRow],
     base_model: str,
     out_dir: Path,
     config: RankerConfig,
@@ -169,12 +170,12 @@ def choose_architecture(config: RankerConfig, serving_kind: str | None) -> str:
     return serving_kind if serving_kind in (KIND, EMBEDDING) else EMBEDDING
 
 
-def knowledge_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def knowledge_of(rows: Sequence[RankerRow]) -> dict[str, str]:
     return {r["knowledge_id"]: r["text"] for r in rows}
 
 
 def rank_queries(
-    rows: Sequence[Mapping[str, Any]], kb: Sequence[tuple[str, str]], pool_size: int
+    rows: Sequence[RankerRow], kb: Sequence[tuple[str, str]], pool_size: int
 ) -> list[RankQuery]:
     """Group eval rows by request; pad each pool with word-overlap distractors from ``kb``."""
     grouped: dict[str, tuple[str, dict[str, float]]] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from kernel.errors import DataError
+from kernel.shards import RetrieverRow
 from trainers._internal import TrainResult, common_args, kept, quiet, trainer_outcome
 from trainers.config import RetrieverConfig
 from trainers.metrics import retrieval_metrics
@@ -39,7 +40,7 @@ class EvalQuery:
 
 
 def training_examples(
-    rows: Sequence[Mapping[str, Any]], config: RetrieverConfig
+    rows: Sequence[RetrieverRow], config: RetrieverConfig
 ) -> dict[str, list[str]]:
     """Columns (anchor, positive, negative_1..n) for MNRL; short rows get padded negatives."""
     rng = random.Random(config.seed)
@@ -71,7 +72,7 @@ def training_examples(
 
 
 def train_retriever(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[RetrieverRow],
     base_model: str,
     out_dir: Path,
     config: RetrieverConfig,
@@ -128,7 +129,7 @@ def train_retriever(
     )
 
 
-def eval_queries(rows: Sequence[Mapping[str, Any]]) -> list[EvalQuery]:
+def eval_queries(rows: Sequence[RetrieverRow]) -> list[EvalQuery]:
     """Group eval rows by request (else query): one query, all its positive ids as gold."""
     grouped: dict[str, tuple[str, set[str]]] = {}
     for r in rows:
@@ -138,7 +139,7 @@ def eval_queries(rows: Sequence[Mapping[str, Any]]) -> list[EvalQuery]:
     return [EvalQuery(q, frozenset(g)) for q, g in grouped.values() if g]
 
 
-def knowledge_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def knowledge_of(rows: Sequence[RetrieverRow]) -> dict[str, str]:
     """Every knowledge object a retriever row mentions (positives and hard negatives)."""
     kb: dict[str, str] = {}
     for r in rows:

@@ -188,6 +188,8 @@ def test_refusals_health_and_metrics(serving: Serving) -> None:
     health = httpx.get(f"{serving.url}/healthz", timeout=60)
     assert health.status_code == 200
     assert health.json()["retriever"]["objects"] >= len(serving.dataset.knowledge)
+    # suggestions were served (the test before): the generator's weights loaded once
+    assert health.json()["generator"]["model_loads"] == 1
     metrics = httpx.get(f"{serving.url}/metrics", timeout=30).text
     assert 'aitl_serving_requests_total{status="401"} 1.0' in metrics
     assert 'aitl_serving_requests_total{status="400"} 1.0' in metrics
@@ -292,6 +294,8 @@ def test_hot_swap_under_20_concurrent_clients_drops_nothing(serving: Serving) ->
     after = [versions for was_after, _, versions in results if was_after]
     assert len(after) == 20  # every client made a request once the swap was done ...
     assert all(v == {"retriever": "r-2", "ranker": "stock", "generator": "g-2"} for v in after)
+    health = httpx.get(f"{serving.url}/healthz", timeout=60).json()
+    assert health["generator"]["model_loads"] == 2  # the stock model, then g-2: no reloads
     status = serving.retriever_status()
     assert status["collection"].endswith("--r-2")
     assert status["objects"] == len(serving.dataset.knowledge)
