@@ -53,7 +53,7 @@ lint: $(STAMP)
 
 ## demo: the flywheel end to end on the project's own demo data
 demo: setup
-	$(BIN)/python -m aitl demo --timings-out bench/results/demo.json
+	$(BIN)/python -m aitl demo --timings-out bench/results/demo.json --readme README.md
 
 ## bench: speed and memory benchmarks (tables + bench/results/*.json)
 bench: setup

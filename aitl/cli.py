@@ -221,6 +221,7 @@ def demo(
     timings_out: Path = typer.Option(
         None, help="also write the stage timings here (make demo: bench/results/demo.json)"
     ),
+    readme: Path = typer.Option(None, help="rewrite this README's demo section from the run"),
 ) -> None:
     """The flywheel end to end on the demo data: before/after table, JSON and PNG."""
     from aitl.flywheel.demo import DemoConfig, run_demo
@@ -233,6 +234,15 @@ def demo(
         timings_out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(workdir / "timings.json", timings_out)
         console.print(f"stage timings: {timings_out}")
+    if readme is not None:
+        from aitl.flywheel import report
+        from aitl.flywheel.demo import STAGES
+
+        doc = json.loads((workdir / "timings.json").read_text())
+        if report.replace_section(
+            readme, report.DEMO_START, report.DEMO_END, report.demo_markdown(doc, STAGES)
+        ):
+            console.print(f"README demo section rewritten: {readme}")
 
 
 @app.command("simulate")

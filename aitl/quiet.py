@@ -25,12 +25,15 @@ _LOGGERS: tuple[str, ...] = (
 
 
 def quiet_third_party() -> None:
-    """Silence the known third-party warnings and the per-model "Loading weights" bars."""
+    """Silence the known third-party warnings, the per-model "Loading weights" bars and
+    the datasets "Map" bars (the trainers' own progress bars stay)."""
     for message, module in _WARNINGS:
         warnings.filterwarnings("ignore", message=message, module=module)
     for name in _LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from datasets.utils.logging import disable_progress_bar as no_map_bars
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    no_map_bars()  # the "Map:" bars of TRL's tokenisation

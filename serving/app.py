@@ -200,6 +200,7 @@ class Generator(_Swappable):
         self.tokens = 0
         self.seconds = 0.0
         cast(Any, self.generate).set_max_batch_size(cfg.generator_batch)
+        cast(Any, self.generate).set_batch_wait_timeout_s(cfg.generator_batch_wait_s)
         self._init_swap(settings, cfg)
 
     def _generator(self, spec: ModelSpec) -> Any:
@@ -212,6 +213,7 @@ class Generator(_Swappable):
             snippet_chars=self.settings.prompt_chars,
             variant_b=self.cfg.variant_b,
             temperature=self.cfg.temperature,
+            cpu_dtype=self.cfg.generator_dtype,
         )
 
     def _load(self, spec: ModelSpec) -> None:

@@ -53,6 +53,16 @@ class ServingSettings(BaseSettings):
     )
     temperature: float = 0.8
     generator_batch: int = Field(default=4, description="requests decoded together")
+    generator_batch_wait_s: float = Field(
+        default=0.02,
+        description="how long a decode batch waits to fill; longer fills batches from "
+        "staggered arrivals (throughput) at that much added latency",
+    )
+    generator_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="weights' dtype on CPU: float32, or bfloat16 (fast where the CPU has "
+        "AMX/AVX512-BF16; auto picks it there); GPUs always use bfloat16",
+    )
     qdrant_alias: str = "aitl-knowledge"
     index_knowledge: bool = Field(
         default=True, description="the retriever follows the knowledge topic"

@@ -157,8 +157,9 @@ def load_generator(spec: ModelSpec, stock_model: str, **options: Any) -> Generat
         if card.get("adapter"):
             adapter = str(directory / "adapter")
             source = resolve_generator(str(card.get("base_model") or stock_model))
+    cpu_dtype = options.pop("cpu_dtype", "float32")
     device = torch_device()
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = torch.bfloat16 if device == "cuda" else _cpu_dtype(cpu_dtype)
     tokenizer = AutoTokenizer.from_pretrained(adapter or source)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -170,3 +171,20 @@ def load_generator(spec: ModelSpec, stock_model: str, **options: Any) -> Generat
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     model = model.to(device).eval()
     return Generator(model, tokenizer, spec.version, **options)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16)."""
+    try:
+        flags = open("/proc/cpuinfo").read().split()  # noqa: SIM115 (read once)
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def _cpu_dtype(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        name = "bfloat16" if cpu_has_bf16() else "float32"
+    return torch.bfloat16 if name == "bfloat16" else torch.float32

@@ -153,10 +153,44 @@ def results_markdown(doc: Mapping[str, Any]) -> str:
 
 def update_readme(readme: Path, doc: Mapping[str, Any]) -> bool:
     """Replace the README's results section (between the markers); False if it has none."""
+    return replace_section(readme, README_START, README_END, results_markdown(doc))
+
+
+def replace_section(readme: Path, start: str, end: str, markdown: str) -> bool:
+    """Replace what lies between two marker lines of a Markdown file; False without them."""
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
+    if start not in text or end not in text:
         return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{results_markdown(doc)}\n{README_END}{tail}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{markdown}\n{end}{tail}")
     return True
+
+
+DEMO_START = "<!-- demo:start (make demo writes this section from bench/results/demo.json) -->"
+DEMO_END = "<!-- demo:end -->"
+
+
+def demo_markdown(doc: Mapping[str, Any], stages: Mapping[str, str]) -> str:
+    """The demo's measured run (``bench/results/demo.json``): where the time went and the
+    before/after table on the held-out cases."""
+    cases = doc["cases"]
+    lines = [
+        f"Last `make demo` run: **{doc['total_s'] / 60:.1f} min** on {doc['cores']} cores, "
+        f"{cases['replayed']} replayed and {cases['held_out']} held-out cases; the serving "
+        f"generator decoded {doc['generator_tokens_per_s']:.1f} new tokens/s. "
+        f"Promoted: {', '.join(f'{k} {v}' for k, v in doc['promoted'].items()) or 'nothing'}.",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+    ]
+    for key, label in stages.items():
+        name = key.removesuffix("_s")
+        if name in doc["stages"]:
+            lines.append(f"| {label} | {doc['stages'][name]:.0f} |")
+    lines += ["", "| metric (held-out) | before | after | gain |", "|---|---|---|---|"]
+    for key, label in LABELS.items():
+        b, a = doc["before"].get(key), doc["after"].get(key)
+        if b is not None and a is not None:
+            lines.append(f"| {label} | {b:.3f} | {a:.3f} | {_pct(relative_gain(b, a))} |")
+    return "\n".join(lines)

@@ -134,3 +134,29 @@ def test_the_judge_ablation_is_reported_per_seed_as_with_minus_without(tmp_path:
     assert out["11"]["difference"]["recall_at_75"] == pytest.approx(0.01)
     assert out["12"]["difference"]["precision_at_8"] == pytest.approx(-0.02)
     assert out["12"]["without"]["adoption"] == pytest.approx(0.12)
+
+
+def test_the_demo_section_comes_from_the_demo_timings(tmp_path: Path) -> None:
+    from aitl.flywheel import report
+    from aitl.flywheel.demo import STAGES, demo_timings
+
+    doc = {
+        "timings_s": {"total_s": 540.4, "startup_s": 61.0, "simulate_s": 200.2},
+        "generator_tokens_per_s": 31.234,
+        "cases": {"replayed": 150, "held_out": 30},
+        "before": {"recall_at_8": 0.5},
+        "after": {"recall_at_8": 0.6},
+        "promoted": {"retriever": "retriever-1"},
+    }
+    timings = demo_timings(doc)
+    assert timings["total_s"] == 540.4 and timings["stages"] == {"startup": 61.0, "simulate": 200.2}
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{report.DEMO_START}\nold\n{report.DEMO_END}\ntail\n")
+    assert report.replace_section(
+        readme, report.DEMO_START, report.DEMO_END, report.demo_markdown(timings, STAGES)
+    )
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("tail\n")
+    assert "**9.0 min**" in text and "31.2 new tokens/s" in text
+    assert "| Recall@8 | 0.500 | 0.600 | +20.0% |" in text
+    assert "| live suggestions annotated by the simulated agents | 200 |" in text
