@@ -22,7 +22,7 @@ from rich.table import Table
 
 from aitl.kafka_local import LocalKafka, free_port
 
-NAMES = ("backbone", "processors", "serving", "trainers")
+NAMES = ("backbone", "processors", "serving", "trainers", "generator")
 RESULTS = Path(__file__).parent / "results"
 
 
