@@ -4,6 +4,11 @@
 them and answers ``202 {"event_ids": [...]}`` once the cluster acknowledged them all.
 Invalid input gets ``400`` with field errors and nothing is produced; if Kafka does not
 acknowledge in time the answer is ``503`` (the client retries; ids make retries safe).
+
+Clients publish only the types whose class says ``client_publishable`` (interactions,
+suggestions, every annotation type); the others (``model``, ``knowledge``,
+``judge-verdict``, ``shard-sealed``) steer the system and get ``403``. Metric labels name
+a known type only, so a client cannot grow the number of series.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from kernel.errors import SecurityError
+from kernel.events import EVENT_TYPES
 from kernel.settings import Settings
 from streams.producer import InvalidEvent, Publisher
 
@@ -36,6 +42,10 @@ LATENCY = Histogram(
     "Gateway request latency, validation to acknowledgement",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# what a client may publish, declared on the event classes (a new annotation type is in)
+PUBLISHABLE = frozenset(t for t, cls in EVENT_TYPES.items() if cls.client_publishable)
+UNKNOWN = "unknown"  # the metric label of a type not in EVENT_TYPES
+UNAUTHORIZED = "unauthorized"  # the label of a 401: an unauthenticated URL labels nothing
 
 
 class _Poller:
@@ -66,19 +76,31 @@ def _resolve(fut: asyncio.Future[KafkaError | None], err: KafkaError | None) -> 
         fut.set_result(err)
 
 
-def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
-    """The gateway application; ``ack_timeout_s`` bounds the wait for Kafka."""
+def create_app(
+    settings: Settings, *, ack_timeout_s: float = 10.0, publisher: Publisher | None = None
+) -> FastAPI:
+    """The gateway application; ``ack_timeout_s`` bounds the wait for Kafka. A given
+    ``publisher`` (tests) replaces the one built from ``settings``; it is closed on exit."""
     tokens = settings.token_set()
     state: dict[str, Any] = {}
-    lifespan = _lifespan(settings, ack_timeout_s, state)
+    lifespan = _lifespan(settings, ack_timeout_s, state, publisher)
     app = FastAPI(title="aitl gateway", version="1", lifespan=lifespan)
 
     @app.post("/v1/events/{event_type}")
     async def publish(event_type: str, request: Request) -> JSONResponse:
         started = time.perf_counter()
         if not _authorized(tokens, request):
-            REQUESTS.labels(event_type, "401").inc()
+            REQUESTS.labels(UNAUTHORIZED, "401").inc()
             return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
+        if event_type in EVENT_TYPES and event_type not in PUBLISHABLE:
+            REQUESTS.labels(event_type, "403").inc()
+            return JSONResponse(
+                {
+                    "error": f"{event_type} events are internal: clients may not publish them",
+                    "publishable": sorted(PUBLISHABLE),
+                },
+                status_code=403,
+            )
         items = await _read_items(event_type, request)
         if isinstance(items, JSONResponse):
             return items
@@ -88,7 +110,7 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
             return invalid
         ids, failures = await _produce(publisher, items, event_type, ack_timeout_s)
         if failures:
-            REQUESTS.labels(event_type, "503").inc()
+            REQUESTS.labels(_label(event_type), "503").inc()
             return JSONResponse(
                 {
                     "error": "Kafka did not acknowledge the events; retry",
@@ -97,8 +119,8 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
-        REQUESTS.labels(event_type, "202").inc()
-        EVENTS.labels(event_type).inc(len(ids))
+        REQUESTS.labels(_label(event_type), "202").inc()
+        EVENTS.labels(_label(event_type)).inc(len(ids))
         LATENCY.observe(time.perf_counter() - started)
         return JSONResponse({"event_ids": [str(i) for i in ids]}, status_code=202)
 
@@ -114,7 +136,7 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
 
 
 def _lifespan(
-    settings: Settings, ack_timeout_s: float, state: dict[str, Any]
+    settings: Settings, ack_timeout_s: float, state: dict[str, Any], given: Publisher | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The app's lifespan: one publisher (and its delivery poller) for all requests, its
     message timeout the ack timeout so Kafka gives up before the client does."""
@@ -122,7 +144,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         overrides: dict[str, Any] = {"message.timeout.ms": int(ack_timeout_s * 1000)}
-        publisher = Publisher(
+        publisher = given or Publisher(
             settings.kafka, producer_name="aitl-gateway", tenant_id=settings.tenant_id, **overrides
         )
         state["publisher"] = publisher
@@ -131,6 +153,11 @@ def _lifespan(
         state["poller"].close()
 
     return lifespan
+
+
+def _label(event_type: str) -> str:
+    """The metric label of the URL's type: the type if known, else ``unknown``."""
+    return event_type if event_type in EVENT_TYPES else UNKNOWN
 
 
 def _authorized(tokens: frozenset[str], request: Request) -> bool:
@@ -151,11 +178,11 @@ async def _read_items(event_type: str, request: Request) -> list[Any] | JSONResp
     try:
         body = await request.json()
     except ValueError:
-        REQUESTS.labels(event_type, "400").inc()
+        REQUESTS.labels(_label(event_type), "400").inc()
         return JSONResponse({"error": "body is not valid JSON"}, status_code=400)
     items = body if isinstance(body, list) else [body]
     if not items or not all(isinstance(i, dict) for i in items):
-        REQUESTS.labels(event_type, "400").inc()
+        REQUESTS.labels(_label(event_type), "400").inc()
         return JSONResponse(
             {"error": "body must be a JSON object or a non-empty list of objects"},
             status_code=400,
@@ -173,7 +200,7 @@ def _validate(publisher: Publisher, items: list[Any], event_type: str) -> JSONRe
         except InvalidEvent as exc:
             errors.extend({"index": index, "field": f, "message": m} for f, m in exc.errors.items())
     if errors:
-        REQUESTS.labels(event_type, "400").inc()
+        REQUESTS.labels(_label(event_type), "400").inc()
         return JSONResponse({"error": f"invalid {event_type} event", "errors": errors}, 400)
     return None
 
