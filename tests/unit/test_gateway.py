@@ -3,6 +3,7 @@ its answers and metrics reveal. Kafka is a fake that acknowledges at once."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -118,3 +119,116 @@ def test_metric_labels_name_only_known_types(gateway: Callable[..., TestClient])
     assert 'event_type="unauthorized",status="401"' in text
     assert 'event_type="interaction",status="401"' not in text
     assert 'event_type="model",status="403"' in text
+
+
+def _interaction(case: int = 1) -> dict[str, Any]:
+    return as_json(samples(case_id=f"case-{case}")["interaction"])
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", None],
+)
+def test_a_body_that_is_not_json_by_its_content_type_is_a_415(
+    gateway: Callable[..., TestClient], kafka: FakeKafka, content_type: str | None
+) -> None:
+    headers = AUTH | ({"Content-Type": content_type} if content_type else {})
+    body = json.dumps(_interaction()).encode()
+    r = gateway().post("/v1/events/interaction", content=body, headers=headers)
+    assert r.status_code == 415 and "application/json" in r.json()["error"]
+    assert kafka.sent == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "Application/JSON; charset=UTF-8"])
+def test_json_with_or_without_a_utf8_charset_is_accepted(
+    gateway: Callable[..., TestClient], content_type: str
+) -> None:
+    body = json.dumps(_interaction()).encode()
+    headers = AUTH | {"Content-Type": content_type}
+    assert (
+        gateway().post("/v1/events/interaction", content=body, headers=headers).status_code == 202
+    )
+
+
+def test_a_body_over_the_size_limit_is_a_413_declared_or_streamed(
+    gateway: Callable[..., TestClient], kafka: FakeKafka
+) -> None:
+    client = gateway(gateway_max_body_bytes=2000)
+    big = json.dumps([_interaction(i) for i in range(20)]).encode()
+    assert len(big) > 2000
+    headers = AUTH | {"Content-Type": "application/json"}
+    r = client.post("/v1/events/interaction", content=big, headers=headers)
+    assert r.status_code == 413 and "2000 bytes" in r.json()["error"]
+    chunks = (big[i : i + 500] for i in range(0, len(big), 500))  # chunked: no length
+    r = client.post("/v1/events/interaction", content=chunks, headers=headers)
+    assert r.status_code == 413
+    small = json.dumps(_interaction()).encode()
+    assert client.post("/v1/events/interaction", content=small, headers=headers).status_code == 202
+    assert len(kafka.sent) == 1
+
+
+def test_the_default_body_limit_is_one_mebibyte() -> None:
+    assert Settings().gateway_max_body_bytes == 1 << 20
+
+
+def test_a_batch_over_the_item_limit_is_a_413(
+    gateway: Callable[..., TestClient], kafka: FakeKafka
+) -> None:
+    client = gateway(gateway_max_batch=3)
+    r = client.post(
+        "/v1/events/interaction", json=[_interaction(i) for i in range(4)], headers=AUTH
+    )
+    assert r.status_code == 413 and "at most 3" in r.json()["error"]
+    assert kafka.sent == []
+    r = client.post(
+        "/v1/events/interaction", json=[_interaction(i) for i in range(3)], headers=AUTH
+    )
+    assert r.status_code == 202 and len(kafka.sent) == 3
+
+
+@pytest.mark.parametrize("body", [b"[" * 200_000, b'{"a":' * 100_000, b"[" * 33 + b"]" * 33])
+def test_deep_nesting_is_a_400_not_a_500(
+    gateway: Callable[..., TestClient], kafka: FakeKafka, body: bytes
+) -> None:
+    headers = AUTH | {"Content-Type": "application/json"}
+    r = gateway().post("/v1/events/interaction", content=body, headers=headers)
+    assert r.status_code == 400 and "nested deeper than 32" in r.json()["error"]
+    assert kafka.sent == []
+
+
+def test_brackets_and_escaped_quotes_inside_strings_are_not_nesting(
+    gateway: Callable[..., TestClient], kafka: FakeKafka
+) -> None:
+    """The depth is counted outside strings: a customer may type brackets."""
+    message = "[[[{" * 50 + '\\"[[ \\\\" {{{' + "[" * 40
+    r = gateway().post(
+        "/v1/events/interaction", json=_interaction() | {"customer_message": message}, headers=AUTH
+    )
+    assert r.status_code == 202, r.text
+    assert len(kafka.sent) == 1
+
+
+def test_errors_carry_a_request_id_and_never_exception_text(
+    gateway: Callable[..., TestClient], kafka: FakeKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Kafka failure or a bug answers with the request id; the details are in the log."""
+    client = gateway()
+    kafka.error = KafkaError(KafkaError._MSG_TIMED_OUT, "broker-7 secret detail")
+    r = client.post("/v1/events/interaction", json=_interaction(), headers=AUTH)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    request_id = r.json()["request_id"]
+    assert r.headers["X-Request-ID"] == request_id
+    assert "secret detail" not in r.text and "detail" not in r.json()
+    assert any(request_id in m and "secret detail" in m for m in caplog.messages)
+
+    kafka.error = None
+
+    def boom(*_: Any, **__: Any) -> list[uuid.UUID]:
+        raise RuntimeError("internal path /srv/aitl/x.py")
+
+    kafka.publish_many = boom  # type: ignore[method-assign]
+    r = client.post("/v1/events/interaction", json=_interaction(), headers=AUTH)
+    assert r.status_code == 500 and "/srv/aitl" not in r.text
+    assert any(r.json()["request_id"] in m for m in caplog.messages)
+    r = client.post("/v1/events/interaction", json={"case_id": 1}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["request_id"] == r.headers["X-Request-ID"]
