@@ -133,14 +133,30 @@ def models_show(
 def models_promote(
     component: str = typer.Argument(..., help=COMPONENT_HELP),
     version: str = typer.Argument(..., help="the version to serve"),
-    reason: str = typer.Option("manual promotion", help="recorded on the event"),
+    reason: str = typer.Option(
+        None, help="recorded on the event (default: manual promotion; needed with --force)"
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="serve a version the gate rejected; recorded as forced: REASON"
+    ),
 ) -> None:
-    """Serve a registered version now (bypasses the gate: an operator's decision)."""
-    from trainers.registry import RegistryError
+    """Serve a registered version now: an operator's decision. A version the gate rejected
+    needs --force and --reason, both recorded on the lifecycle event."""
+    from trainers.registry import GateRefused, RegistryError
 
+    comp = _component(component)
+    if force and not (reason and reason.strip()):
+        console.print("[red]--force needs --reason: say why the gate is overruled[/red]")
+        raise typer.Exit(code=2)
     registry = _registry(load_settings(), create_topics=True)
     try:
-        event = registry.promote(_component(component), version, reason=reason)
+        event = registry.promote(comp, version, reason=reason or "manual promotion", force=force)
+    except GateRefused as exc:
+        console.print(f"[red]{exc}[/red]")
+        console.print(
+            f"serve it anyway: aitl models promote {comp.slug} {version} --force --reason ..."
+        )
+        raise typer.Exit(code=2) from exc
     except RegistryError as exc:
         raise _fail(exc) from exc
     console.print(

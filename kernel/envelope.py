@@ -53,6 +53,9 @@ class Event(Model):
     # free-text fields, redacted before anything is stored or published: ``name`` or
     # ``list_field[].name`` (each item's field); ids and enums are never listed
     pii_fields: ClassVar[tuple[str, ...]] = ()
+    # whether an outside client may publish it through the gateway; the topics that
+    # steer the system (models, knowledge, verdicts, sealed shards) stay internal
+    client_publishable: ClassVar[bool] = False
 
     envelope: Envelope = Field(default_factory=Envelope)
 

@@ -39,6 +39,7 @@ class Turn(Model):
 class CustomerInteraction(Event):
     schema_name: ClassVar[str] = "CustomerInteraction"
     event_type: ClassVar[str] = "interaction"
+    client_publishable: ClassVar[bool] = True
     pii_fields: ClassVar[tuple[str, ...]] = ("customer_message", "history[].text")
 
     case_id: str = Field(min_length=1)
@@ -64,6 +65,7 @@ class Candidate(Model):
 class SuggestionServed(Event):
     schema_name: ClassVar[str] = "SuggestionServed"
     event_type: ClassVar[str] = "suggestion"
+    client_publishable: ClassVar[bool] = True
     pii_fields: ClassVar[tuple[str, ...]] = ("query", "candidates[].text")
 
     request_id: str = Field(min_length=1)

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     )
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    gateway_max_body_bytes: int = Field(
+        default=1_048_576, ge=1, description="largest request body the gateway reads (413)"
+    )
+    gateway_max_batch: int = Field(
+        default=1000, ge=1, description="most events in one gateway request (413)"
+    )
+    gateway_max_depth: int = Field(
+        default=32, ge=2, description="deepest JSON nesting the gateway parses (400)"
+    )
     data_dir: Path = Field(default=Path(".aitl"), description="local state: shards, checkpoints")
     shard_store: str = Field(default=".aitl/shards", description="local dir or any fsspec URL")
     checkpoint_store: str = Field(default=".aitl/checkpoints", description="dir or fsspec URL")

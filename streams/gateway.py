@@ -4,12 +4,21 @@
 them and answers ``202 {"event_ids": [...]}`` once the cluster acknowledged them all.
 Invalid input gets ``400`` with field errors and nothing is produced; if Kafka does not
 acknowledge in time the answer is ``503`` (the client retries; ids make retries safe).
+
+Clients publish only the types whose class says ``client_publishable`` (interactions,
+suggestions, every annotation type); the others (``model``, ``knowledge``,
+``judge-verdict``, ``shard-sealed``) steer the system and get ``403``. The body must be
+``application/json`` (``415``), at most ``gateway_max_body_bytes`` (``413``), at most
+``gateway_max_batch`` events (``413``) nested at most ``gateway_max_depth`` deep (``400``).
+Every answer carries an ``X-Request-ID``; an error's details go to the log under it, never
+into the answer. Metric labels name a known type only, so clients cannot grow the series.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import threading
 import time
@@ -23,7 +32,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from kernel.errors import SecurityError
+from kernel.errors import AitlError, SecurityError
+from kernel.events import EVENT_TYPES
 from kernel.settings import Settings
 from streams.producer import InvalidEvent, Publisher
 
@@ -36,6 +46,10 @@ LATENCY = Histogram(
     "Gateway request latency, validation to acknowledgement",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# what a client may publish, declared on the event classes (a new annotation type is in)
+PUBLISHABLE = frozenset(t for t, cls in EVENT_TYPES.items() if cls.client_publishable)
+UNKNOWN = "unknown"  # the metric label of a type not in EVENT_TYPES
+UNAUTHORIZED = "unauthorized"  # the label of a 401: an unauthenticated URL labels nothing
 
 
 class _Poller:
@@ -66,41 +80,44 @@ def _resolve(fut: asyncio.Future[KafkaError | None], err: KafkaError | None) -> 
         fut.set_result(err)
 
 
-def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
-    """The gateway application; ``ack_timeout_s`` bounds the wait for Kafka."""
+def create_app(
+    settings: Settings, *, ack_timeout_s: float = 10.0, publisher: Publisher | None = None
+) -> FastAPI:
+    """The gateway application; ``ack_timeout_s`` bounds the wait for Kafka. A given
+    ``publisher`` (tests) replaces the one built from ``settings``; it is closed on exit."""
     tokens = settings.token_set()
     state: dict[str, Any] = {}
-    lifespan = _lifespan(settings, ack_timeout_s, state)
+    lifespan = _lifespan(settings, ack_timeout_s, state, publisher)
     app = FastAPI(title="aitl gateway", version="1", lifespan=lifespan)
 
     @app.post("/v1/events/{event_type}")
     async def publish(event_type: str, request: Request) -> JSONResponse:
         started = time.perf_counter()
-        if not _authorized(tokens, request):
-            REQUESTS.labels(event_type, "401").inc()
-            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
-        items = await _read_items(event_type, request)
-        if isinstance(items, JSONResponse):
-            return items
-        publisher: Publisher = state["publisher"]
-        invalid = _validate(publisher, items, event_type)
-        if invalid is not None:
-            return invalid
-        ids, failures = await _produce(publisher, items, event_type, ack_timeout_s)
-        if failures:
-            REQUESTS.labels(event_type, "503").inc()
-            return JSONResponse(
-                {
-                    "error": "Kafka did not acknowledge the events; retry",
-                    "detail": str(failures[0]),
-                },
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-        REQUESTS.labels(event_type, "202").inc()
-        EVENTS.labels(event_type).inc(len(ids))
+        request_id = uuid.uuid4().hex
+        label = _label(event_type)
+        try:
+            if not _authorized(tokens, request):
+                label = UNAUTHORIZED
+                raise _Refused(401, "missing or invalid bearer token")
+            _admit(event_type, request)
+            body = await _read_body(request, settings.gateway_max_body_bytes)
+            items = _parse(body, settings.gateway_max_batch, settings.gateway_max_depth)
+            publisher: Publisher = state["publisher"]
+            _validate(publisher, items, event_type)
+            ids = await _produce(publisher, items, event_type, ack_timeout_s, request_id)
+        except _Refused as refused:
+            REQUESTS.labels(label, str(refused.status)).inc()
+            body_out = {**refused.body, "request_id": request_id}
+            return _answer(refused.status, body_out, request_id, refused.headers)
+        except Exception:  # the text stays in the log: answers never carry exception text
+            log.exception("gateway request %s failed", request_id)
+            REQUESTS.labels(label, "500").inc()
+            error = "internal error; the gateway log has it under the request id"
+            return _answer(500, {"error": error, "request_id": request_id}, request_id)
+        REQUESTS.labels(label, "202").inc()
+        EVENTS.labels(label).inc(len(ids))
         LATENCY.observe(time.perf_counter() - started)
-        return JSONResponse({"event_ids": [str(i) for i in ids]}, status_code=202)
+        return _answer(202, {"event_ids": [str(i) for i in ids]}, request_id)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -114,7 +131,7 @@ def create_app(settings: Settings, *, ack_timeout_s: float = 10.0) -> FastAPI:
 
 
 def _lifespan(
-    settings: Settings, ack_timeout_s: float, state: dict[str, Any]
+    settings: Settings, ack_timeout_s: float, state: dict[str, Any], given: Publisher | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The app's lifespan: one publisher (and its delivery poller) for all requests, its
     message timeout the ack timeout so Kafka gives up before the client does."""
@@ -122,7 +139,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         overrides: dict[str, Any] = {"message.timeout.ms": int(ack_timeout_s * 1000)}
-        publisher = Publisher(
+        publisher = given or Publisher(
             settings.kafka, producer_name="aitl-gateway", tenant_id=settings.tenant_id, **overrides
         )
         state["publisher"] = publisher
@@ -131,6 +148,33 @@ def _lifespan(
         state["poller"].close()
 
     return lifespan
+
+
+class _Refused(AitlError):
+    """A request the gateway answers with ``status`` instead of ``202``: ``body`` is what
+    the client reads (an ``error`` and any details), never an exception's text."""
+
+    def __init__(
+        self, status: int, error: str, headers: dict[str, str] | None = None, **details: Any
+    ) -> None:
+        super().__init__(error, status=status)
+        self.status = status
+        self.body: dict[str, Any] = {"error": error, **details}
+        self.headers = headers or {}
+
+
+def _answer(
+    status: int, body: dict[str, Any], request_id: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A JSON answer carrying the request id, the key to the gateway's log."""
+    return JSONResponse(
+        body, status_code=status, headers={"X-Request-ID": request_id} | (headers or {})
+    )
+
+
+def _label(event_type: str) -> str:
+    """The metric label of the URL's type: the type if known, else ``unknown``."""
+    return event_type if event_type in EVENT_TYPES else UNKNOWN
 
 
 def _authorized(tokens: frozenset[str], request: Request) -> bool:
@@ -145,27 +189,88 @@ def _authorized(tokens: frozenset[str], request: Request) -> bool:
     )
 
 
-async def _read_items(event_type: str, request: Request) -> list[Any] | JSONResponse:
-    """The body as a list of JSON objects (one object counts as a list of one), or the
-    ``400`` answer when it is not JSON or not objects."""
-    try:
-        body = await request.json()
-    except ValueError:
-        REQUESTS.labels(event_type, "400").inc()
-        return JSONResponse({"error": "body is not valid JSON"}, status_code=400)
-    items = body if isinstance(body, list) else [body]
-    if not items or not all(isinstance(i, dict) for i in items):
-        REQUESTS.labels(event_type, "400").inc()
-        return JSONResponse(
-            {"error": "body must be a JSON object or a non-empty list of objects"},
-            status_code=400,
+def _admit(event_type: str, request: Request) -> None:
+    """Refuse a type clients may not publish (``403``; an unknown type is left to the
+    validation, which names the known ones) and a body that is not JSON (``415``)."""
+    if event_type in EVENT_TYPES and event_type not in PUBLISHABLE:
+        raise _Refused(
+            403,
+            f"{event_type} events are internal: clients may not publish them",
+            publishable=sorted(PUBLISHABLE),
         )
+    if not _is_json(request.headers.get("content-type", "")):
+        raise _Refused(415, "Content-Type must be application/json (UTF-8)")
+
+
+def _is_json(content_type: str) -> bool:
+    """``application/json``, optionally with a UTF-8 charset (RFC 8259: JSON is UTF-8)."""
+    media, *params = (p.strip().lower() for p in content_type.split(";"))
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
+            return False
+    return media == "application/json"
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, or ``413`` as soon as it is longer than ``limit`` bytes: by its declared
+    length before reading, by what arrived while reading (chunked uploads)."""
+    too_large = _Refused(413, f"body larger than {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _parse(body: bytes, max_batch: int, max_depth: int) -> list[dict[str, Any]]:
+    """The body as a list of JSON objects (one object counts as a list of one); ``400``
+    when it is not JSON, nests deeper than ``max_depth`` or is not objects, ``413`` when
+    it holds more than ``max_batch``."""
+    too_deep = _Refused(400, f"JSON nested deeper than {max_depth} levels")
+    if _nests_deeper(body, max_depth):
+        raise too_deep
+    try:
+        parsed = json.loads(body)
+    except RecursionError:  # only when max_depth is set above the interpreter's limit
+        raise too_deep from None
+    except ValueError:
+        raise _Refused(400, "body is not valid JSON") from None
+    items = parsed if isinstance(parsed, list) else [parsed]
+    if len(items) > max_batch:
+        raise _Refused(413, f"{len(items)} events in one request; at most {max_batch}")
+    if not items or not all(isinstance(i, dict) for i in items):
+        raise _Refused(400, "body must be a JSON object or a non-empty list of objects")
     return items
 
 
-def _validate(publisher: Publisher, items: list[Any], event_type: str) -> JSONResponse | None:
-    """The ``400`` answer listing every field error of every item, or None when all are
-    valid: a batch with one bad event produces nothing."""
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _nests_deeper(body: bytes, limit: int) -> bool:
+    """Whether the JSON text opens more than ``limit`` brackets at once, counted outside
+    strings and without recursion: ``[`` x 200,000 is a 400, not a RecursionError.
+
+    Escaped backslashes, then escaped quotes, are dropped, so every quote left opens or
+    closes a string; the text between quotes alternates outside/inside. All linear passes
+    in C; Python steps only through the brackets, and stops at the first too deep."""
+    text = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(text.split(b'"')[::2]).translate(None, _NOT_BRACKET)
+    depth = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _validate(publisher: Publisher, items: list[dict[str, Any]], event_type: str) -> None:
+    """``400`` listing every field error of every item: a batch with one bad event
+    produces nothing."""
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
@@ -173,16 +278,19 @@ def _validate(publisher: Publisher, items: list[Any], event_type: str) -> JSONRe
         except InvalidEvent as exc:
             errors.extend({"index": index, "field": f, "message": m} for f, m in exc.errors.items())
     if errors:
-        REQUESTS.labels(event_type, "400").inc()
-        return JSONResponse({"error": f"invalid {event_type} event", "errors": errors}, 400)
-    return None
+        raise _Refused(400, f"invalid {event_type} event", errors=errors)
 
 
 async def _produce(
-    publisher: Publisher, items: list[Any], event_type: str, ack_timeout_s: float
-) -> tuple[list[uuid.UUID], list[KafkaError]]:
-    """Produce the items and wait for the cluster's acknowledgements: the event ids and
-    the delivery failures (a timeout counts as one), so the client knows to retry."""
+    publisher: Publisher,
+    items: list[dict[str, Any]],
+    event_type: str,
+    ack_timeout_s: float,
+    request_id: str,
+) -> list[uuid.UUID]:
+    """Produce the items and wait for the cluster's acknowledgements: the event ids, or
+    ``503`` on any delivery failure (a timeout counts as one) so the client retries. The
+    failure goes to the log under the request id, not to the client."""
     loop = asyncio.get_running_loop()
     pending: dict[uuid.UUID, asyncio.Future[KafkaError | None]] = {}
 
@@ -202,4 +310,16 @@ async def _produce(
         )
     except TimeoutError:
         results = [KafkaError(KafkaError._MSG_TIMED_OUT)]
-    return ids, [r for r in results if r is not None]
+    failures = [r for r in results if r is not None]
+    if failures:
+        log.warning(
+            "gateway request %s: %d of %d events not acknowledged: %s",
+            request_id,
+            len(failures),
+            len(ids),
+            failures[0],
+        )
+        raise _Refused(
+            503, "Kafka did not acknowledge the events; retry", headers={"Retry-After": "5"}
+        )
+    return ids

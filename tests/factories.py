@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,7 +81,7 @@ def samples(case_id: str = "case-1", request_id: str = "req-1") -> dict[str, ev.
             annotated_at=T0 + timedelta(seconds=40),
         ),
         "judge-verdict": ev.JudgeVerdict(
-            annotation_event_id="6f1c2a4e-0c1b-4a57-9d3e-3a1f2b0c9d8e",
+            annotation_event_id=uuid.UUID("6f1c2a4e-0c1b-4a57-9d3e-3a1f2b0c9d8e"),
             annotation_type="PREFERENCE",
             request_id=request_id,
             case_id=case_id,

@@ -33,6 +33,10 @@ class RegistryError(ModelError):
     """A lifecycle change that cannot be made (unknown version, nothing to roll back)."""
 
 
+class GateRefused(RegistryError):
+    """A promotion of a version the gate rejected, asked for without force."""
+
+
 # --- checkpoint store -----------------------------------------------------------------
 class CheckpointStore:
     """Checkpoint directories under a local dir or any fsspec URL.
@@ -349,12 +353,35 @@ class Registry:
         )
 
     def promote(
-        self, component: Component, version: str, reason: str | None = None
+        self,
+        component: Component,
+        version: str,
+        reason: str | None = None,
+        *,
+        force: bool = False,
     ) -> ModelLifecycle:
-        """``version`` serves from now on; the event names what served before."""
-        current = self.state().serving.get(component)
+        """``version`` serves from now on; the event names what served before.
+
+        A version the gate refused is promoted only with ``force`` and a ``reason``, and
+        the event records ``forced: <reason>``: an operator may overrule the gate, not
+        without a trace."""
+        state = self.state()
+        current = state.serving.get(component)
         if current == version:
             raise RegistryError(f"{component.slug} {version!r} is already serving")
+        target = state.versions.get(component, {}).get(version)
+        refused = gate_refusal(target) if target is not None else None
+        if refused is not None:
+            if not force:
+                raise GateRefused(
+                    f"{component.slug} {version!r} was rejected by the gate ({refused}); "
+                    "promoting it anyway needs force and a reason",
+                    component=component.slug,
+                    version=version,
+                )
+            if not (reason and reason.strip()):
+                raise RegistryError(f"forcing {component.slug} {version!r} needs a reason")
+            reason = f"forced: {reason.strip()}"
         return self._transition(
             component, version, LifecycleAction.PROMOTED, reason=reason, previous_version=current
         )
@@ -379,6 +406,18 @@ def new_version(component: Component, now: datetime | None = None) -> str:
     """A sortable, unique version name: ``retriever-20261101T093000-1a2b3c``."""
     ts = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
     return f"{component.slug}-{ts}-{uuid.uuid4().hex[:6]}"
+
+
+def gate_refusal(state: VersionState) -> str | None:
+    """Why the promotion gate refused this version, or None when it did not: its last
+    event is REJECTED, or its lineage records the gate's refusal (so a forced promotion
+    that was rolled back needs forcing again)."""
+    if state.status is LifecycleAction.REJECTED:
+        return (state.event.reason if state.event else None) or "rejected"
+    gate = lineage_of(state).get("gate")
+    if isinstance(gate, dict) and gate.get("promote") is False:
+        return str(gate.get("reason") or "rejected")
+    return None
 
 
 def lineage_of(state: VersionState) -> dict[str, Any]:

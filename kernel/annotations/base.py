@@ -75,6 +75,7 @@ class Annotation(Event):
     topic_doc: ClassVar[str]
     # a preference or a relevance label is checked against the reply the agent sent
     waits_for_adoption: ClassVar[bool] = False
+    client_publishable: ClassVar[bool] = True  # agents' feedback comes from outside
 
     request_id: str = Field(min_length=1)
     case_id: str = Field(min_length=1)

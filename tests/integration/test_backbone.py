@@ -183,7 +183,12 @@ def test_gateway_errors_are_clear(
         r = client.post("/v1/events/teleport", json=good, headers=auth)
         assert r.status_code == 400 and "known:" in r.json()["errors"][0]["message"]
         r = client.post("/v1/events/adoption", content=b"{not json", headers=auth)
+        assert r.status_code == 415  # no Content-Type: application/json
+        json_auth = auth | {"Content-Type": "application/json"}
+        r = client.post("/v1/events/adoption", content=b"{not json", headers=json_auth)
         assert r.status_code == 400
+        r = client.post("/v1/events/model", json=as_json(samples()["model"]), headers=auth)
+        assert r.status_code == 403
         r = client.post("/v1/events/adoption", json=good, headers=auth)
         assert r.status_code == 202
         assert client.get("/metrics").text.count("aitl_gateway_requests_total") > 0

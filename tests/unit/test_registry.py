@@ -13,6 +13,7 @@ from kernel.lifecycle import fold
 from kernel.shards import ShardStore
 from trainers.registry import (
     CheckpointStore,
+    GateRefused,
     MemoryLifecycleLog,
     Registry,
     RegistryError,
@@ -105,6 +106,47 @@ def test_invalid_transitions_raise() -> None:
     reg.promote(R, "v1")
     with pytest.raises(RegistryError, match="already serving"):
         reg.promote(R, "v1")
+
+
+def _serving_v1_and_rejected_v2() -> tuple[Registry, MemoryLifecycleLog]:
+    reg, log = _registry()
+    _register(reg, "v1")
+    reg.promote(R, "v1")
+    _register(reg, "v2")
+    reg.reject(R, "v2", "recall_at_75 0.6 does not beat 0.7")
+    return reg, log
+
+
+def test_a_rejected_version_is_not_promoted_without_force() -> None:
+    reg, log = _serving_v1_and_rejected_v2()
+    before = len(log.events)
+    with pytest.raises(GateRefused, match="rejected by the gate .recall_at_75 0.6"):
+        reg.promote(R, "v2", reason="looks fine to me")
+    with pytest.raises(RegistryError, match="needs a reason"):
+        reg.promote(R, "v2", force=True)
+    assert len(log.events) == before
+    assert reg.state().serving[R] == "v1"
+
+
+def test_a_forced_promotion_is_recorded_with_its_reason() -> None:
+    reg, log = _serving_v1_and_rejected_v2()
+    event = reg.promote(R, "v2", reason="gate metric saturated; agents prefer v2", force=True)
+    assert event.action is LifecycleAction.PROMOTED and log.events[-1] is event
+    assert event.reason == "forced: gate metric saturated; agents prefer v2"
+    assert event.previous_version == "v1"
+    assert reg.state().serving[R] == "v2"
+
+
+def test_a_version_the_gate_refused_stays_refused_after_a_rollback() -> None:
+    """Its lineage records the gate's refusal: promote, roll back, promote is no way around."""
+    reg, _ = _registry()
+    reg.register(R, "v1", "/ckpt/v1", lineage={"gate": {"promote": False, "reason": "tie"}})
+    reg.promote(R, "v1", reason="needed now", force=True)
+    reg.rollback(R)
+    with pytest.raises(GateRefused, match="tie"):
+        reg.promote(R, "v1")
+    _register(reg, "v2")  # registered, not gated (e.g. a cycle run with promotion off)
+    assert reg.promote(R, "v2").reason is None
 
 
 def test_new_versions_are_unique_and_name_the_component() -> None:
