@@ -63,7 +63,7 @@ class DemoConfig:
     generator_eval_prompts: int = 8
     max_new_tokens: int = 40
     # B quotes the top knowledge (no decoding): a suggestion costs one prompt's decode on
-    # 2 CPUs, which keeps the demo within 15 minutes; "prompt" decodes two styles
+    # 2 CPUs (the demo stays well under 10 minutes); "prompt" decodes two styles
     variant_b: str = "extractive"
     generator_batch_wait_s: float = 0.25  # time for the concurrent suggestions to meet
     swap_timeout_s: float = 300.0
