@@ -45,6 +45,7 @@ class VersionState:
     artifact_uri: str
     metrics: dict[str, float] = field(default_factory=dict)
     event: ModelLifecycle | None = None
+    artifact_sha256: str = ""  # recorded at registration; serving checks it at load
 
 
 @dataclass
@@ -78,6 +79,7 @@ def fold(events: Iterable[ModelLifecycle]) -> RegistryState:
             artifact_uri=e.artifact_uri or (prior.artifact_uri if prior else ""),
             metrics=e.metrics or (prior.metrics if prior else {}),
             event=e,
+            artifact_sha256=e.artifact_sha256 or (prior.artifact_sha256 if prior else ""),
         )
         hist = state.history.setdefault(e.component, [])
         if e.action is LifecycleAction.PROMOTED:

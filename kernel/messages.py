@@ -227,6 +227,7 @@ class ModelLifecycle(Event):
     previous_version: str | None = None
     reason: str | None = None
     config_json: str = "{}"
+    artifact_sha256: str = ""  # over the checkpoint's files; "" for events without one
 
     def key(self) -> str:
         """One key per (component, version): compaction keeps each version's last state."""

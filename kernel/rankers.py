@@ -227,7 +227,7 @@ def load_ranker(
             else (resolve_embedder(retriever_model))
         )
     else:
-        directory, card = load_card(spec.artifact_uri, "ranker")
+        directory, card = load_card(spec.artifact_uri, "ranker", spec.sha256)
         kind = str(card.get("kind", "cross-encoder"))
         source = str(directory)
         adapter = str(directory / "adapter") if card.get("adapter") else None

@@ -1,7 +1,7 @@
 """The Ray Serve application: Retriever -> Ranker -> Generator behind an HTTP ingress.
 
 One deployment per model. Each loads its weights in ``__init__``, swaps through
-``reconfigure(user_config)`` (``{"version", "artifact_uri"}``; empty URI = stock) which
+``reconfigure(user_config)`` (``{"version", "artifact_uri", "sha256"}``; empty URI = stock) which
 the replica's lifecycle watcher also drives, raises from ``check_health()`` when a
 background thread died, and declares ``max_ongoing_requests``. A swap loads the new
 weights beside the old ones and replaces one reference, so no request waits or fails.
@@ -23,7 +23,7 @@ from typing import Any, cast
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from kernel.checkpoints import ModelSpec
+from kernel.checkpoints import ChecksumMismatch, ModelSpec
 from kernel.errors import InfraError
 from kernel.events import Component
 from kernel.prompt import Snippet
@@ -35,7 +35,7 @@ from serving.knowledge.index import Hit, KnowledgeIndex, open_client
 from serving.knowledge.indexer import KnowledgeIndexer, LiveIndex
 from serving.records import Generated, GenerateRequest, Ranked, Retrieved
 from serving.retriever import load_encoder
-from serving.watcher import LifecycleWatcher
+from serving.watcher import SWAP_FAILURES, LifecycleWatcher
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ class _Swappable:
                 self._load(spec)
             except Exception as exc:
                 self.swap_error = f"{spec.version}: {exc}"
+                reason = "checksum" if isinstance(exc, ChecksumMismatch) else "load"
+                SWAP_FAILURES.labels(self.component.slug, reason).inc()
                 raise
             self.spec, self.swap_error = spec, None
             if self.watcher is not None:

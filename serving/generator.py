@@ -149,7 +149,7 @@ def load_generator(spec: ModelSpec, stock_model: str, **options: Any) -> Generat
     if spec.is_stock:
         source = resolve_generator(stock_model)
     else:
-        directory, card = load_card(spec.artifact_uri, "generator")
+        directory, card = load_card(spec.artifact_uri, "generator", spec.sha256)
         kind = card.get("kind", GENERATOR_KIND)
         if kind != GENERATOR_KIND:
             raise ModelError(f"generator checkpoint kind {kind!r} is not {GENERATOR_KIND!r}")

@@ -66,7 +66,7 @@ def load_encoder(spec: ModelSpec, stock_model: str, **options: Any) -> Encoder:
     if spec.is_stock:
         source = resolve_embedder(stock_model)
     else:
-        directory, card = load_card(spec.artifact_uri, "retriever")
+        directory, card = load_card(spec.artifact_uri, "retriever", spec.sha256)
         kind = card.get("kind", RETRIEVER_KIND)
         if kind != RETRIEVER_KIND:
             raise ModelError(f"retriever checkpoint kind {kind!r} is not {RETRIEVER_KIND!r}")

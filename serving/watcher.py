@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from kernel.checkpoints import ModelSpec
 from kernel.events import Component, Event, ModelLifecycle
@@ -26,6 +26,11 @@ PROMOTED_AT = Gauge(
     "aitl_model_promoted_timestamp_seconds",
     "Event time of the promotion whose version serves now (from the lifecycle topic)",
     ["component"],
+)
+SWAP_FAILURES = Counter(
+    "aitl_serving_swap_failures_total",
+    "Versions a replica refused to load (reason: checksum, or load); it keeps the old one",
+    ["component", "reason"],
 )
 EVAL_METRIC = Gauge(
     "aitl_model_eval_metric",
@@ -61,7 +66,7 @@ def serving_spec(state: RegistryState, component: Component) -> ModelSpec | None
             version,
         )
         return None
-    return ModelSpec(version, known.artifact_uri)
+    return ModelSpec(version, known.artifact_uri, known.artifact_sha256)
 
 
 def changes(

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from kernel.checkpoints import checkpoint_sha256
 from kernel.events import Component, LifecycleAction
 from kernel.lifecycle import VersionState, read_model_card, write_model_card
 from kernel.models import resolve_embedder, resolve_generator
@@ -144,7 +145,8 @@ def run_cycle(
     stage(("PASS: " if decision.promote else "REFUSED: ") + decision.reason)
     run = _Run(comp, version, staging, snap, serving, done, decision, config)
     uri, plot = _write_and_publish(run, checkpoints)
-    action = _register(run, registry, uri)
+    sha256 = checkpoint_sha256(checkpoints.local_path(uri))
+    action = _register(run, registry, uri, sha256)
     seconds["total"] = time.perf_counter() - t0
     stage(f"{version}: {action.value} in {seconds['total']:.1f}s")
     return CycleResult(
@@ -293,9 +295,9 @@ def _write_and_publish(run: _Run, checkpoints: CheckpointStore) -> tuple[str, st
     return uri, (f"{uri}/metrics.png" if run.config.plot else None)
 
 
-def _register(run: _Run, registry: Registry, uri: str) -> LifecycleAction:
-    """Register the version; promote it when the gate passed (and promotion is on), else
-    reject it with the gate's reason."""
+def _register(run: _Run, registry: Registry, uri: str, sha256: str) -> LifecycleAction:
+    """Register the version with its checksum; promote it when the gate passed (and
+    promotion is on), else reject it with the gate's reason."""
     comp, version, decision = run.comp, run.version, run.decision
     registry.register(
         comp,
@@ -306,6 +308,7 @@ def _register(run: _Run, registry: Registry, uri: str) -> LifecycleAction:
         judge_version=",".join(run.snap.judge_versions) or None,
         metrics=run.done.candidate,
         lineage=run.lineage(),
+        artifact_sha256=sha256,
     )
     if decision.promote and run.config.promote:
         registry.promote(comp, version, reason=decision.reason)

@@ -302,8 +302,9 @@ class Registry:
         judge_version: str | None = None,
         metrics: dict[str, float] | None = None,
         lineage: dict[str, Any] | None = None,
+        artifact_sha256: str = "",
     ) -> ModelLifecycle:
-        """A new candidate at ``artifact_uri`` with its metrics and lineage."""
+        """A new candidate at ``artifact_uri`` with its metrics, lineage and checksum."""
         state = self.state()
         if version in state.versions.get(component, {}):
             raise RegistryError(f"{component.slug} version {version!r} already exists")
@@ -319,6 +320,7 @@ class Registry:
                 judge_version=judge_version,
                 metrics={k: float(v) for k, v in (metrics or {}).items()},
                 config_json=json.dumps(lineage or {}, sort_keys=True, default=str),
+                artifact_sha256=artifact_sha256,
             )
         )
 

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from bench.synthetic import synthetic_kb, write_synthetic_shards
+from kernel.checkpoints import checkpoint_sha256, local_checkpoint
 from kernel.events import Component, LifecycleAction
 from kernel.lifecycle import read_model_card
 from kernel.settings import Settings
 from kernel.shards import ShardStore
+from serving.watcher import serving_spec
 from trainers import ranker as rk
 from trainers.config import CycleConfig, GateConfig, GeneratorConfig, RankerConfig, RetrieverConfig
 from trainers.cycle import run_cycle
@@ -60,6 +62,10 @@ def test_retriever_cycle_promotes_then_gate_refuses_then_rollback(
     assert first.metrics["mrr"] > first.baseline["mrr"]
     assert registry.state().serving[R] == first.version
     assert [e.action for e in log.events] == [LifecycleAction.REGISTERED, LifecycleAction.PROMOTED]
+    # the checkpoint's checksum is on the registration, and serving will be told it
+    registered = log.events[0].artifact_sha256
+    assert registered == checkpoint_sha256(local_checkpoint(first.artifact_uri))
+    assert serving_spec(registry.state(), R).sha256 == registered  # type: ignore[union-attr]
     promoted = log.events[-1]
     assert promoted.snapshot_id == first.snapshot.snapshot_id
     assert promoted.judge_version == "synthetic-judge-1"
