@@ -27,7 +27,7 @@ class ChecksumMismatch(ModelError):
 class ModelSpec:
     """Which version a deployment serves; ``artifact_uri`` empty means the stock model.
 
-    This is the deployments' ``user_config``: ``{"version": ..., "artifact_uri": ...}``.
+    This is the deployments' ``user_config``: ``{"version", "artifact_uri", "sha256"}``.
     """
 
     version: str = STOCK

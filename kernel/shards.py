@@ -81,11 +81,6 @@ ROW_TYPES: dict[Component, type[Row]] = {
 }
 
 
-def component_of(value: str | Component) -> Component:
-    """A component from a manifest's or a caller's spelling (``retriever``, ``RETRIEVER``)."""
-    return value if isinstance(value, Component) else Component.parse(value)
-
-
 @dataclass
 class Manifest:
     shard_id: str
@@ -114,7 +109,7 @@ class ShardStore:
     def _dir(self, component: str | Component, split: str) -> str:
         if split not in SPLITS:
             raise ValueError(f"unknown shard split {split!r}; known: {', '.join(SPLITS)}")
-        return f"{self.base}/{component_of(component).slug}/{split}"
+        return f"{self.base}/{Component.parse(component).slug}/{split}"
 
     def data_path(self, manifest: Manifest) -> str:
         """Where a shard's Parquet file goes (known before it is written)."""
@@ -126,7 +121,7 @@ class ShardStore:
         self.fs.makedirs(d, exist_ok=True)
         data_path = self.data_path(manifest)
         tmp_path = data_path + ".tmp"
-        schema = ROW_SCHEMAS[component_of(manifest.component)]
+        schema = ROW_SCHEMAS[Component.parse(manifest.component)]
         table = pa.Table.from_pylist(list(rows), schema=schema)
         with self.fs.open(tmp_path, "wb") as fh:
             pq.write_table(table, fh)

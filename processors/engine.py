@@ -36,7 +36,7 @@ from kernel.events import (
 )
 from kernel.reasons import Reason
 from processors import metrics
-from processors.examples import PromptShape, build_examples, needed_knowledge
+from processors.examples import PromptShape, build_examples
 from processors.judge.base import Judge, JudgeInput, Verdict, reason_code
 from processors.offsets import Ticket
 from processors.redact import Redactor, redact_event
@@ -347,7 +347,7 @@ class Engine:
         if needs_adoption and adoption is None and now < p.adoption_deadline:
             return _Wait.WAIT
         shown = [k.knowledge_id for k in sugg.ranked[: self.prompt_shape.knowledge]]
-        need = needed_knowledge(ann, shown)
+        need = ann.needed_knowledge(shown)
         known: dict[str, str] = {}
         for kid in need | {k.knowledge_id for k in sugg.retrieved}:
             text = self.knowledge.get(kid)

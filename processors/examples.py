@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kernel.annotations import Annotation, JudgeInput
+from kernel.annotations import JudgeInput
 from kernel.annotations.base import common
 from kernel.events import Component, Turn
 from kernel.prompt import PromptShape, build_prompt
@@ -25,7 +25,7 @@ from processors.judge.base import Verdict
 
 Rows = dict[Component, Sequence[Row]]
 
-__all__ = ["PromptShape", "Rows", "build_examples", "generator_rows", "needed_knowledge"]
+__all__ = ["PromptShape", "Rows", "build_examples", "generator_rows"]
 
 
 def generator_rows(
@@ -80,8 +80,3 @@ def build_examples(
         Component.GENERATOR: generator_rows(inp, weight, history, shape),
     }
     return {component: rows for component, rows in out.items() if rows}
-
-
-def needed_knowledge(annotation: Annotation, shown: list[str]) -> set[str]:
-    """Knowledge ids whose texts the rows of this annotation need (the type says)."""
-    return annotation.needed_knowledge(shown)

@@ -27,7 +27,7 @@ from kernel.events import Component, LifecycleAction
 from kernel.lifecycle import VersionState, read_model_card, write_model_card
 from kernel.models import resolve_embedder, resolve_generator
 from kernel.settings import Settings
-from kernel.shards import GeneratorRow, RankerRow, RetrieverRow, ShardStore, component_of
+from kernel.shards import GeneratorRow, RankerRow, RetrieverRow, ShardStore
 from trainers import generator as gen
 from trainers import ranker as rk
 from trainers import retriever as rt
@@ -118,7 +118,7 @@ def run_cycle(
     is added to it. ``snapshot_id`` retrains on a recorded snapshot instead of a new one.
     Stages: snapshot, train and evaluate, gate, write the staging dir, publish and register.
     """
-    comp = component_of(component)
+    comp = Component.parse(component)
     name = comp.slug
     config = config or CycleConfig()
     stage = on_stage or (lambda msg: log.info("%s: %s", name, msg))
@@ -144,8 +144,7 @@ def run_cycle(
     decision = decide(comp, done.candidate, done.baseline, config.gate)
     stage(("PASS: " if decision.promote else "REFUSED: ") + decision.reason)
     run = _Run(comp, version, staging, snap, serving, done, decision, config)
-    uri, plot = _write_and_publish(run, checkpoints)
-    sha256 = checkpoint_sha256(checkpoints.local_path(uri))
+    uri, plot, sha256 = _write_and_publish(run, checkpoints)
     action = _register(run, registry, uri, sha256)
     seconds["total"] = time.perf_counter() - t0
     stage(f"{version}: {action.value} in {seconds['total']:.1f}s")
@@ -257,9 +256,9 @@ class _Run:
         }
 
 
-def _write_and_publish(run: _Run, checkpoints: CheckpointStore) -> tuple[str, str | None]:
+def _write_and_publish(run: _Run, checkpoints: CheckpointStore) -> tuple[str, str | None, str]:
     """Lineage, model card, plot and MLflow run into the staging dir, then publish it;
-    returns the artifact URI and the plot's."""
+    returns the artifact URI, the plot's and the checksum of what was published."""
     done, snap, name, version = run.done, run.snap, run.comp.slug, run.version
     (run.staging / "lineage.json").write_text(
         json.dumps(run.lineage(), indent=2, sort_keys=True, default=str)
@@ -291,8 +290,9 @@ def _write_and_publish(run: _Run, checkpoints: CheckpointStore) -> tuple[str, st
         {**done.candidate, **{f"serving_{k}": v for k, v in done.baseline.items()}},
         run.staging,
     )
+    sha256 = checkpoint_sha256(run.staging)  # publish moves or uploads these very files
     uri = checkpoints.publish(run.staging, name, version)
-    return uri, (f"{uri}/metrics.png" if run.config.plot else None)
+    return uri, (f"{uri}/metrics.png" if run.config.plot else None), sha256
 
 
 def _register(run: _Run, registry: Registry, uri: str, sha256: str) -> LifecycleAction:

@@ -18,7 +18,8 @@ from typing import Any
 import pyarrow as pa
 
 from kernel.errors import DataError
-from kernel.shards import ROW_SCHEMAS, Manifest, ShardStore, component_of
+from kernel.events import Component
+from kernel.shards import ROW_SCHEMAS, Manifest, ShardStore
 
 
 class SnapshotError(DataError, RuntimeError):
@@ -120,7 +121,7 @@ def take_snapshot(
 def read_split(store: ShardStore, snapshot: Snapshot, split: str) -> pa.Table:
     """The rows of one split, checked against the manifests' row counts."""
     manifests = snapshot.split(split)
-    schema = ROW_SCHEMAS[component_of(snapshot.component)]
+    schema = ROW_SCHEMAS[Component.parse(snapshot.component)]
     if not manifests:
         return schema.empty_table()
     table = store.read(manifests)

@@ -148,6 +148,7 @@ class _DemoOutcome:
     rows: dict[str, int]
     judged: dict[str, Any] | None
     stats: SimulationStats
+    generator_tokens_per_s: float
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
@@ -177,10 +178,10 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
             cfg, suggester, data.held_out, "after: promoted models on held-out cases", console
         )
         timings["after_s"] = time.perf_counter() - t
-        timings["generator_tokens_per_s"] = _generator_rate(stack.serve_url)
+        rate = _generator_rate(stack.serve_url)
         suggester.close()
 
-    outcome = _DemoOutcome(before, after, promoted, cycles, rows, judged, stats)
+    outcome = _DemoOutcome(before, after, promoted, cycles, rows, judged, stats, rate)
     return _write_report(cfg, data, outcome, timings, started, console)
 
 
@@ -374,7 +375,6 @@ def _write_report(
     rows_table = {"before": outcome.before, "after": outcome.after}
     report.show(rows_table, "aitl demo: before vs after one flywheel cycle", console)
     timings["total_s"] = time.perf_counter() - started
-    rate = timings.pop("generator_tokens_per_s", 0.0)
     result_doc = {
         "before": outcome.before,
         "after": outcome.after,
@@ -386,7 +386,7 @@ def _write_report(
         "agents": outcome.stats.by_profile,
         "cases": {"replayed": len(data.replay), "held_out": len(data.held_out)},
         "timings_s": timings,
-        "generator_tokens_per_s": rate,
+        "generator_tokens_per_s": outcome.generator_tokens_per_s,
         "helpfulness_judge": "reference similarity (no LLM judge endpoint configured)",
     }
     out = cfg.workdir / "report.json"

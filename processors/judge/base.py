@@ -16,11 +16,6 @@ from kernel.events import JudgeVerdict
 from kernel.reasons import REJECTING, Reason, reason_code, rejects
 
 
-def annotation_type(annotation: Annotation) -> str:
-    """The verdict's name for the annotation's type (a ``judge_verdict.avsc`` symbol)."""
-    return annotation.annotation_type
-
-
 @dataclass(frozen=True)
 class Verdict:
     """A judge's decision on one annotation."""
@@ -39,7 +34,7 @@ class Verdict:
         """The verdict as published on the judge-verdict topic."""
         return JudgeVerdict(
             annotation_event_id=ann.envelope.event_id,
-            annotation_type=annotation_type(ann),
+            annotation_type=ann.annotation_type,
             request_id=ann.request_id,
             case_id=ann.case_id,
             agent_pseudonym=agent,
@@ -91,7 +86,6 @@ __all__ = [
     "JudgeInput",
     "Reason",
     "Verdict",
-    "annotation_type",
     "decide",
     "reason_code",
 ]
