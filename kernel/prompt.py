@@ -48,14 +48,18 @@ def speaker_label(speaker: str) -> str:
     return _SPEAKERS.get(speaker.strip().lower(), "Customer")
 
 
-def retrieval_query(query: str, history: Sequence[tuple[str, str]], turns: int = 3) -> str:
+def retrieval_query(
+    query: str, history: Sequence[tuple[str, str]], turns: int = 3, *, sep: str = " "
+) -> str:
     """The retrieval query: the last ``turns`` turns' text, the customer's message last.
 
-    With ``history`` = a DSTC log minus its last turn and ``query`` = that turn, this is
-    the dataset's own query (last 3 turns joined with a space).
+    The one construction: serving builds the query of ``/v1/suggest`` with it, the
+    suggestion event carries it, training rows copy it from there, and the DSTC loader
+    builds a case's query with it (history = the log minus its last turn, ``query`` =
+    that turn), so training, serving and evaluation see the same text.
     """
     texts = [text for _, text in history][-(turns - 1) :] if turns > 1 else []
-    return " ".join([*texts, query]).strip()
+    return sep.join([*texts, query]).strip()
 
 
 def build_messages(

@@ -18,12 +18,13 @@ Without an entity name the `"{name}. "` prefix is left out.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from kernel.errors import DataError
+from kernel.prompt import retrieval_query
 
 KnowledgeKind = Literal["policy", "faq", "case", "review", "doc"]
 
@@ -57,8 +58,11 @@ class Case:
     """One knowledge-seeking customer turn with its gold knowledge and reference reply.
 
     `history` is the whole dialogue prefix as (speaker, text), ending with the customer's
-    question; `query` is the retrieval query built from its last turns; `index` is the
-    instance's position in `logs.json`.
+    question; `query` is the retrieval query built from its last turns
+    (:func:`kernel.prompt.retrieval_query`, the one construction serving and training use);
+    `index` is the instance's position in `logs.json`. `conversation_id` names the dialogue
+    the instance is cut from: DSTC stores one dialogue as several instances that share their
+    opening turns, and every one of them belongs to one conversation (one support case).
     """
 
     case_id: str
@@ -67,6 +71,12 @@ class Case:
     query: str
     gold_ids: list[str]
     reference: str
+    conversation_id: str = ""
+
+    @property
+    def conversation(self) -> str:
+        """The conversation this instance belongs to (its own id when none was set)."""
+        return self.conversation_id or self.case_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +92,56 @@ class Dataset:
         return {obj.id: obj for obj in self.knowledge}
 
     def temporal_split(self, frac: float = 0.9) -> tuple[list[Case], list[Case]]:
-        """First `frac` of the cases for training, the rest for evaluation, order kept."""
+        """First `frac` of the cases for training, the rest for evaluation, order kept.
+
+        The cut falls between conversations, never inside one: a conversation whose first
+        instance comes before the cut is wholly on the training side, so no held-out case
+        shares its opening turns with a replayed one.
+        """
         if not 0.0 <= frac <= 1.0:
             raise ValueError(f"frac must be in [0, 1], got {frac}")
         # The epsilon keeps e.g. 0.29 * 100 from flooring to 28.
         cut = int(len(self.cases) * frac + 1e-9)
-        return self.cases[:cut], self.cases[cut:]
+        ordered = by_conversation(self.cases)
+        before = {c.conversation for c in ordered[:cut]}
+        return (
+            [c for c in ordered if c.conversation in before],
+            [c for c in ordered if c.conversation not in before],
+        )
+
+
+OPENING_TURNS = 2  # instances sharing this many opening turns are one conversation
+
+
+def opening(history: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The opening turns that identify a dialogue: the first ``OPENING_TURNS``, never the
+    instance's own last turn (the question it was cut at)."""
+    return tuple(history[: min(OPENING_TURNS, len(history) - 1)])
+
+
+def conversation_ids(
+    histories: Sequence[Sequence[tuple[str, str]]], ids: Sequence[str]
+) -> list[str]:
+    """Per instance, the id of the first instance with the same opening turns (its own id
+    when it has none to share: a one-turn instance)."""
+    first: dict[tuple[tuple[str, str], ...], str] = {}
+    out = []
+    for history, case_id in zip(histories, ids, strict=True):
+        key = opening(history)
+        out.append(first.setdefault(key, case_id) if key else case_id)
+    return out
+
+
+def by_conversation(cases: Sequence[Case]) -> list[Case]:
+    """Cases grouped by conversation, conversations in order of their first instance and
+    instances in dialogue order (shorter prefix first): the order a replay happens in."""
+    rank: dict[str, int] = {}
+    for i, c in enumerate(cases):
+        rank.setdefault(c.conversation, i)
+    order = sorted(
+        range(len(cases)), key=lambda i: (rank[cases[i].conversation], len(cases[i].history), i)
+    )
+    return [cases[i] for i in order]
 
 
 def load_dstc(
@@ -140,7 +194,8 @@ def load_dstc(
         if not isinstance(reference, str):
             raise DatasetError(labels_path, f"[{index}] target instance needs a 'response' string")
         history = _parse_log(logs_path, index, log)
-        query = turn_sep.join(text for _, text in history[-query_turns:])
+        *earlier, last = history
+        query = retrieval_query(last[1], earlier, query_turns, sep=turn_sep)
         cases.append(
             Case(
                 case_id=f"{ds_name}-{index:05d}",
@@ -151,6 +206,8 @@ def load_dstc(
                 reference=reference,
             )
         )
+    conversations = conversation_ids([c.history for c in cases], [c.case_id for c in cases])
+    cases = [replace(c, conversation_id=conv) for c, conv in zip(cases, conversations, strict=True)]
     return Dataset(name=ds_name, knowledge=knowledge, cases=cases)
 
 

@@ -185,6 +185,48 @@ def test_temporal_split_keeps_order(tmp_path: Path) -> None:
         ds.temporal_split(1.5)
 
 
+def test_instances_of_one_dialogue_are_one_conversation(tmp_path: Path) -> None:
+    """DSTC cuts one dialogue at several customer turns; the instances share their
+    opening turns and must never land on both sides of the split."""
+    label = {
+        "target": True,
+        "knowledge": [{"domain": "hotel", "entity_id": 3, "doc_type": "faq", "doc_id": 0}],
+        "response": "Yes.",
+    }
+    logs = [_log(f"hello {i}", f"hi {i}", f"question {i}") for i in range(8)]
+    # instance 8 continues dialogue 7 (same opening, a later question); 9 is a one-turn case
+    logs += [_log("hello 7", "hi 7", "question 7", "sure", "and parking?"), _log("parking?")]
+    ds = load_dstc(_write(tmp_path / "conv", DSTC11_KNOWLEDGE, logs, [label] * len(logs)))
+    conv = {c.index: c.conversation for c in ds.cases}
+    assert conv[8] == conv[7] == ds.cases[7].case_id
+    assert len(set(conv.values())) == 9
+    train, test = ds.temporal_split(0.8)  # the cut (8 of 10) falls inside dialogue 7
+    assert not {c.conversation for c in train} & {c.conversation for c in test}
+    assert [c.index for c in train + test] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [c.index for c in test] == [9]
+
+
+def test_case_query_is_the_serving_query(tmp_path: Path) -> None:
+    """One query construction: a case's query is what serving builds from the same turns."""
+    from kernel.prompt import retrieval_query
+    from serving.config import ServingSettings
+
+    logs = [_log("I need a hotel", "Which area?", "Is Bridge Inn quiet?", "Yes.", "Breakfast?")]
+    label = {
+        "target": True,
+        "knowledge": [{"domain": "hotel", "entity_id": 3, "doc_type": "faq", "doc_id": 0}],
+        "response": "Yes.",
+    }
+    (case,) = load_dstc(_write(tmp_path / "q", DSTC11_KNOWLEDGE, logs, [label])).cases
+    *earlier, last = case.history
+    turns = ServingSettings().query_turns
+    assert (
+        case.query
+        == retrieval_query(last[1], earlier, turns)
+        == "Is Bridge Inn quiet? Yes. Breakfast?"
+    )
+
+
 def test_missing_file_names_the_file(dstc11: Path) -> None:
     (dstc11 / "labels.json").unlink()
     with pytest.raises(DatasetError, match=r"labels\.json: file not found"):
@@ -279,3 +321,17 @@ def test_hotel_benchmark_sizes_and_gold() -> None:
     assert all(g in kb for c in ds.cases for g in c.gold_ids)
     train, test = ds.temporal_split()
     assert (len(train), len(test)) == (1292, 144)
+    assert len({c.conversation for c in ds.cases}) == 1224  # 1,436 instances, 1,224 dialogues
+
+
+@pytest.mark.skipif(not HOTEL.is_dir(), reason=f"shared hotel data not at {HOTEL}")
+def test_no_held_out_hotel_conversation_is_replayed() -> None:
+    """36 of the 144 held-out instances shared their opening turns with replayed ones when
+    the split cut between instances; cut between conversations, none does."""
+    ds = load_dstc(HOTEL)
+    train, test = ds.temporal_split()
+    for turns in (1, 2, 3):
+        replayed = {tuple(c.history[:turns]) for c in train if len(c.history) > turns}
+        shared = [c.case_id for c in test if tuple(c.history[:turns]) in replayed]
+        assert len(shared) <= (5 if turns == 1 else 0), (turns, shared)
+    assert not {c.conversation for c in train} & {c.conversation for c in test}
