@@ -25,6 +25,8 @@ class Reason(StrEnum):
     BOILERPLATE_RATIONALE = "boilerplate_rationale"
     LLM_REJECTED = "llm_rejected"
     UNRELIABLE_AGENT = "unreliable_agent"
+    LOW_AGREEMENT = "low_agreement"  # the agent's labels disagree with the other agents'
+    ATYPICAL_BEHAVIOUR = "atypical_behaviour"  # always A / as-is / all relevant / copied
     # notes: accepted, maybe at a lower weight
     ADOPTION_MISSING = "adoption_missing"
     KNOWLEDGE_MISSING = "knowledge_missing"
@@ -57,6 +59,8 @@ _REJECTING = frozenset(
         Reason.BOILERPLATE_RATIONALE,
         Reason.LLM_REJECTED,
         Reason.UNRELIABLE_AGENT,
+        Reason.LOW_AGREEMENT,
+        Reason.ATYPICAL_BEHAVIOUR,
     }
 )
 REJECTING: frozenset[str] = frozenset(r.value for r in _REJECTING)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kernel.text import tokens
 
 log = logging.getLogger("trainers")
+Row = TypeVar("Row", bound=dict[str, Any])
 
 
 @dataclass
@@ -122,6 +124,48 @@ def kept(rows: Iterable[dict[str, Any]], min_weight: float) -> list[dict[str, An
             weight is None or weight > 0
         ):
             out.append(row)
+    return out
+
+
+def row_weight(row: dict[str, Any]) -> float:
+    """A row's judge weight; a missing one counts as 1 (rows from before the judge)."""
+    weight = row.get("weight")
+    return 1.0 if weight is None else max(0.0, float(weight))
+
+
+def resample(rows: list[Row], use_weights: bool, seed: int) -> list[Row]:
+    """The judge weights reaching the loss: a seeded draw of ``len(rows)`` rows, each
+    row's expected count ``len(rows) * weight / sum(weights)``.
+
+    Why sampling and not a per-example loss weight: MNRL (retriever), CoSENT (embedding
+    ranker) and ORPO (generator) score a row against the others in its batch, where a
+    per-row weight has no clean meaning and sentence-transformers/TRL take none; sampling
+    works the same way for every loss. The draw is *systematic* (one uniform offset,
+    evenly spaced points on the cumulative weights) rather than independent: counts are
+    the floor or ceiling of the expected count, so with equal weights (or a run without a
+    judge) every row appears exactly once, in its order, as it did before weights
+    counted. ``use_weights=False`` (the ablation) returns the rows unchanged: every row
+    counts once whatever its weight. Rows of weight 0 are dropped before (``kept``).
+    """
+    if not use_weights or not rows:
+        return list(rows)
+    weights = [row_weight(r) for r in rows]
+    total = sum(weights)
+    if total <= 0:
+        return []
+    n = len(rows)
+    offset = random.Random(seed).random()
+    out: list[Row] = []
+    cumulative = 0.0
+    point = 0  # points (offset + k) * total / n for k = 0 .. n - 1
+    for row, weight in zip(rows, weights, strict=True):
+        cumulative += weight
+        while point < n and (offset + point) * total / n < cumulative:
+            out.append(row)
+            point += 1
+    while point < n:  # float rounding left the last point just past the end
+        out.append(rows[-1])
+        point += 1
     return out
 
 

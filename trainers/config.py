@@ -46,6 +46,11 @@ class RetrieverConfig:
         1,
     )
     min_weight: float = _help("drop rows whose judge weight is below this", 0.0)
+    use_weights: bool = _help(
+        "draw train rows with probability proportional to their judge weight (same count "
+        "as the kept rows, seeded); False = every kept row counts once (the ablation)",
+        True,
+    )
     max_seq_length: int = _help("token limit of queries and knowledge texts", 128)
     ks: tuple[int, ...] = _help("Recall@k cut-offs evaluated; Precision uses the smallest", (75, 8))
     seed: int = _help("random seed (sampling order, padding negatives)", 42)
@@ -72,6 +77,11 @@ class RankerConfig:
     learning_rate: float = _help("AdamW learning rate (the head starts random)", 5e-5)
     warmup_ratio: float = _help("share of steps with a linear learning-rate warm-up", 0.1)
     min_weight: float = _help("drop rows whose judge weight is below this", 0.0)
+    use_weights: bool = _help(
+        "draw train rows with probability proportional to their judge weight (same count "
+        "as the kept rows, seeded); False = every kept row counts once (the ablation)",
+        True,
+    )
     balance_labels: bool = _help(
         "cross-encoder: weigh relevant rows by #irrelevant/#relevant in the BCE loss (agents "
         "mark most shown objects irrelevant, and an unbalanced loss learns the prior first)",
@@ -120,6 +130,11 @@ class GeneratorConfig:
         True,
     )
     min_weight: float = _help("drop pairs whose judge weight is below this", 0.0)
+    use_weights: bool = _help(
+        "draw train rows with probability proportional to their judge weight (same count "
+        "as the kept rows, seeded); False = every kept row counts once (the ablation)",
+        True,
+    )
     rationale_boost: int = _help(
         "repeat a pair this many times when the agent's rationale names a substantive flaw "
         "of the rejected reply (INACCURATE, INCOMPLETE, POLICY, IRRELEVANT) and is not "

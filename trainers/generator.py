@@ -11,7 +11,8 @@ sees. Instead a pair whose rationale names a substantive flaw of the rejected re
 (INACCURATE, INCOMPLETE, POLICY, IRRELEVANT) and is not boilerplate is repeated
 ``rationale_boost`` times, so ORPO sees the preferences agents justified most often;
 TONE/OTHER/ACCURATE pairs and empty rationales count once. Pairs below the judge weight
-floor are dropped.
+floor are dropped; the others are drawn in proportion to their judge weight
+(``_internal.resample``, ``use_weights``) before the rationale boost.
 
 Evaluation generates replies from the candidate and the serving model on eval prompts,
 judges each pair in both orders (win rate), and measures each model's similarity to the
@@ -36,6 +37,7 @@ from trainers._internal import (
     cuda_available,
     kept,
     quiet,
+    resample,
     trainer_outcome,
     words,
 )
@@ -91,9 +93,12 @@ def preference_examples(
 ) -> dict[str, list[str]]:
     """ORPO columns (prompt, chosen, rejected), rationale-boosted, prompts rendered."""
     out: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
-    for r in kept([dict(r) for r in rows], config.min_weight):
-        if not (r["prompt"] and r["chosen"] and r["rejected"]) or r["chosen"] == r["rejected"]:
-            continue
+    usable = [
+        r
+        for r in kept([dict(r) for r in rows], config.min_weight)
+        if r["prompt"] and r["chosen"] and r["rejected"] and r["chosen"] != r["rejected"]
+    ]
+    for r in resample(usable, config.use_weights, config.seed):
         prompt = render_prompt(tokenizer, r["prompt"], config.use_chat_template)
         for _ in range(rationale_repeats(r, config.rationale_boost)):
             out["prompt"].append(prompt)

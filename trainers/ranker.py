@@ -36,6 +36,7 @@ from trainers._internal import (
     kept,
     overlap_neighbours,
     quiet,
+    resample,
     trainer_outcome,
     words,
 )
@@ -57,6 +58,15 @@ class RankQuery:
     pool: list[str]
 
 
+def training_rows(rows: Sequence[RankerRow], config: RankerConfig) -> list[dict[str, Any]]:
+    """The kept rows with a query and a text, drawn in proportion to their judge weight
+    (``resample``; ``use_weights=False``: each once)."""
+    usable = [
+        r for r in kept([dict(r) for r in rows], config.min_weight) if r["query"] and r["text"]
+    ]
+    return resample(usable, config.use_weights, config.seed)
+
+
 def train_ranker(
     rows: Sequence[RankerRow],
     base_model: str,
@@ -69,9 +79,7 @@ def train_ranker(
     """Fine-tune a ranker of ``architecture`` from ``base_model``; save it to ``out_dir``."""
     from datasets import Dataset
 
-    usable = [
-        r for r in kept([dict(r) for r in rows], config.min_weight) if r["query"] and r["text"]
-    ]
+    usable = training_rows(rows, config)
     if len(usable) < 2:
         raise NoTrainingData(f"ranker: {len(usable)} usable train rows")
     data = Dataset.from_dict(

@@ -20,7 +20,7 @@ import numpy as np
 
 from kernel.errors import DataError
 from kernel.shards import RetrieverRow
-from trainers._internal import TrainResult, common_args, kept, quiet, trainer_outcome
+from trainers._internal import TrainResult, common_args, kept, quiet, resample, trainer_outcome
 from trainers.config import RetrieverConfig
 from trainers.metrics import retrieval_metrics
 
@@ -42,7 +42,8 @@ class EvalQuery:
 def training_examples(
     rows: Sequence[RetrieverRow], config: RetrieverConfig
 ) -> dict[str, list[str]]:
-    """Columns (anchor, positive, negative_1..n) for MNRL; short rows get padded negatives."""
+    """Columns (anchor, positive, negative_1..n) for MNRL; short rows get padded negatives.
+    Rows are drawn in proportion to their judge weight (``resample``, ``use_weights``)."""
     rng = random.Random(config.seed)
     usable = [
         r
@@ -56,7 +57,7 @@ def training_examples(
     columns: dict[str, list[str]] = {"anchor": [], "positive": []}
     for i in range(config.hard_negatives):
         columns[f"negative_{i + 1}"] = []
-    for r in usable:
+    for r in resample(usable, config.use_weights, config.seed):
         negatives = [t for t in (r["negative_texts"] or []) if t != r["positive_text"]]
         negatives = list(dict.fromkeys(negatives))[: config.hard_negatives]
         if len(negatives) < config.hard_negatives:

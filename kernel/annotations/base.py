@@ -52,6 +52,8 @@ class RuleConfig:
     missing_retrieved_containment: float = 0.8  # missing-item text ~ a retrieved object
     deferred_after_s: float = 600.0  # IMMEDIATE but annotated this late counts as deferred
     min_rationale_tokens: int = 2
+    # this many labels or more, all RELEVANT, while the sent reply uses none of them
+    all_relevant_min_labels: int = 4
 
 
 @dataclass

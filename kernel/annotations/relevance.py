@@ -51,7 +51,10 @@ class KnowledgeRelevance(Annotation):
 
     def judge(self, inp: JudgeInput, cfg: RuleConfig, out: RuleOutcome) -> None:
         """An object labelled irrelevant that the sent reply used (cited, or most of its
-        text in the reply) contradicts the reply."""
+        text in the reply) contradicts the reply; so does a label set of at least
+        ``all_relevant_min_labels``, every one RELEVANT, of which the reply used none (the
+        rubber stamp: agents typically find one or two of the shown objects relevant, and
+        a reply that needed all of them would use at least one)."""
         if inp.adoption is None:
             out.reasons.append(Reason.ADOPTION_MISSING("labels not checked against the sent reply"))
             return
@@ -62,26 +65,29 @@ class KnowledgeRelevance(Annotation):
             for cand in inp.suggestion.candidates:
                 if cand.candidate_id == adoption.candidate_id:
                     cited = set(cand.cited_knowledge_ids)
-        bad: list[str] = []
-        checked = 0
-        for label in self.labels:
-            if label.label is not Relevance.IRRELEVANT:
-                continue
-            kid = label.knowledge_id
-            used = kid in cited or f"[{kid}]" in sent
+
+        def used(kid: str) -> bool:
+            if kid in cited or f"[{kid}]" in sent:
+                return True
             text = inp.knowledge.get(kid)
-            if not used and text:
-                share, hits = containment(text, sent)
-                used = (
-                    share >= cfg.contradiction_containment and hits >= cfg.contradiction_min_tokens
-                )
-            checked += 1
-            if used:
-                bad.append(kid)
-        if checked:
-            out.scores["relevance_consistency"] = round(1.0 - len(bad) / checked, 4)
+            if not text:
+                return False
+            share, hits = containment(text, sent)
+            return share >= cfg.contradiction_containment and hits >= cfg.contradiction_min_tokens
+
+        irrelevant = [lab.knowledge_id for lab in self.labels if lab.label is Relevance.IRRELEVANT]
+        bad = [kid for kid in irrelevant if used(kid)]
+        if irrelevant:
+            out.scores["relevance_consistency"] = round(1.0 - len(bad) / len(irrelevant), 4)
         if bad:
             out.reasons.append(Reason.RELEVANCE_CONTRADICTS_REPLY(",".join(bad[:5])))
+        if (
+            not irrelevant
+            and len(self.labels) >= cfg.all_relevant_min_labels
+            and all(lab.label is Relevance.RELEVANT for lab in self.labels)
+            and not any(used(lab.knowledge_id) for lab in self.labels)
+        ):
+            out.reasons.append(Reason.RELEVANCE_CONTRADICTS_REPLY("all relevant, reply used none"))
 
     def needed_knowledge(self, shown: list[str]) -> set[str]:
         return {lab.knowledge_id for lab in self.labels}
