@@ -259,7 +259,7 @@ def simulate_cmd(
     """Replay cases through a running /v1/suggest and publish simulated annotations."""
     from rich.progress import track
 
-    from aitl.flywheel.agents import make_agents
+    from aitl.flywheel.agents import KnowledgeView, make_agents
     from aitl.flywheel.simulate import HttpSuggester, simulate
     from serving.knowledge.dataset import load_dstc
     from streams.producer import Publisher
@@ -268,7 +268,7 @@ def simulate_cmd(
     data = load_dstc(dataset)
     careful = max(0.0, 1 - careless - fatigued - deferred)
     mix = {"careful": careful, "careless": careless, "fatigued": fatigued, "deferred": deferred}
-    crew = make_agents(agents, mix, seed=seed)  # type: ignore[arg-type]
+    crew = make_agents(agents, mix, seed=seed, kb=KnowledgeView(data.knowledge))  # type: ignore[arg-type]
     tokens = sorted(settings.token_set())
     suggester = HttpSuggester(url, tokens[0] if tokens else None)
     chosen = data.cases[:cases]

@@ -38,7 +38,7 @@ import numpy as np
 from rich.console import Console
 
 from aitl.flywheel import report
-from aitl.flywheel.agents import Profile, make_agents
+from aitl.flywheel.agents import KnowledgeView, Profile, make_agents
 from aitl.flywheel.evaluate import measure
 from aitl.flywheel.judging import judge_table, scrape_judge
 from aitl.flywheel.simulate import SimulationStats, Suggestion, shift_clock, simulate
@@ -502,7 +502,9 @@ def _annotate_and_seal(
 
     cfg, console, replay = run.cfg, run.console, run.data.replay
     seed = cfg.seed if variant.seed is None else variant.seed
-    agents = make_agents(cfg.agents, variant.mix, seed=seed)
+    agents = make_agents(
+        cfg.agents, variant.mix, seed=seed, kb=KnowledgeView(run.data.dataset.knowledge)
+    )
     with (
         console.status(f"{variant.name}: agents annotating {len(replay)} cases"),
         Publisher(settings.kafka, producer_name="aitl-simulator") as pub,

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aitl.flywheel import report
-from aitl.flywheel.agents import Profile, make_agents
+from aitl.flywheel.agents import KnowledgeView, Profile, make_agents
 from aitl.flywheel.evaluate import measure, suggest_all
 from aitl.flywheel.judging import judge_table, scrape_judge
 from aitl.flywheel.simulate import HttpSuggester, SimulationStats, shift_clock, simulate
@@ -263,7 +263,9 @@ def _annotate(
 ) -> SimulationStats:
     """Replay the cases through ``/v1/suggest`` while simulated agents annotate what is
     served, publishing to the real topics: the flywheel's input."""
-    agents = make_agents(cfg.agents, cfg.mix, seed=cfg.seed)
+    agents = make_agents(
+        cfg.agents, cfg.mix, seed=cfg.seed, kb=KnowledgeView(data.dataset.knowledge)
+    )
     t = time.perf_counter()
     with (
         Publisher(settings.kafka, producer_name="aitl-simulator") as pub,

@@ -123,6 +123,9 @@ class SimulationStats:
     annotations: int = 0
     by_profile: dict[str, int] = field(default_factory=dict)
     suggestions: list[Suggestion] = field(default_factory=list)
+    # (profile, event, truth) of every missing-knowledge annotation: agreement per profile
+    missing: list[tuple[str, ev.MissingKnowledge, CaseTruth]] = field(default_factory=list)
+    corrupted: set[str] = field(default_factory=set)  # event ids written in a careless mode
 
 
 def simulate(
@@ -161,17 +164,24 @@ def simulate(
             )
             for case, suggestion, at in zip(chunk, served, times, strict=True):
                 agent = next(agent_cycle)
-                truth = CaseTruth(case.case_id, tuple(case.gold_ids), case.reference)
+                truth = CaseTruth(
+                    case.case_id, tuple(case.gold_ids), case.reference, tuple(case.history)
+                )
                 served_event = suggestion.as_event(case.query, at)
                 if publish_suggestions:
                     publisher.publish(served_event)
                 events = agent.annotate(truth, served_event, at or datetime.now(UTC))
                 publisher.publish_many(events)
                 stats.annotations += len(events)
+                stats.missing += [
+                    (agent.profile, e, truth) for e in events if isinstance(e, ev.MissingKnowledge)
+                ]
                 stats.by_profile[agent.profile] = stats.by_profile.get(agent.profile, 0) + 1
                 stats.suggestions.append(suggestion)
                 stats.cases += 1
                 if on_case is not None:
                     on_case(1)
             publisher.poll(0)
+    for agent in agents:
+        stats.corrupted |= agent.corrupted
     return stats
