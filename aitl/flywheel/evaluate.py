@@ -61,6 +61,31 @@ def measure(
     return out
 
 
+def per_case(suggestions: Sequence[Suggestion], cases: Sequence[Case]) -> dict[str, list[float]]:
+    """The held-out metrics per instance, for confidence intervals: Recall@75 of what was
+    retrieved, Recall@8 / Precision@8 of what the agent saw, helpfulness and adoption of
+    the candidates (the same definitions as :func:`measure`, whose means they give)."""
+    pairs = list(zip(suggestions, cases, strict=True))
+    out: dict[str, list[float]] = {
+        "recall_at_75": [recall_at_k(s.retrieved, c.gold_ids, 75) for s, c in pairs],
+        "recall_at_8": [recall_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs],
+        "precision_at_8": [precision_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs],
+        "helpfulness": [],
+        "adoption": [],
+    }
+    embed = stock_embedder()
+    for s, c in pairs:
+        q = reply_quality(
+            [[Reply(x.text, tuple(x.cited_knowledge_ids)) for x in s.candidates]],
+            [c.reference],
+            [c.gold_ids],
+            embed,
+        )
+        out["helpfulness"].append(q["helpfulness"])
+        out["adoption"].append(q["adoption"])
+    return out
+
+
 def suggest_all(
     suggester: Suggester,
     cases: Sequence[Case],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,53 +102,163 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1%}"
 
 
+def _ci(pair: Sequence[float] | None, fmt: str = "{:+.3f}") -> str:
+    return "" if not pair else f" [{fmt.format(pair[0])}, {fmt.format(pair[1])}]"
+
+
 def results_markdown(doc: Mapping[str, Any]) -> str:
-    """The README's results: before/after/oracle next to the paper, and the ablations."""
-    ds = doc["dataset"]
+    """The README's results: stock / after the cycles / oracle with 95% intervals, every
+    cycle, the judge ablation and the judge's own quality, agreement and the generator."""
+    ds, cfg, ci = doc["dataset"], doc["config"], doc["ci"]
     before, after, oracle = doc["before"], doc["after"], doc["oracle"]
+    cycles = doc["cycles"]
     lines = [
-        f"`{ds['name']}`: {ds['knowledge']:,} knowledge objects, {ds['replayed']:,} cases "
-        f"replayed through Kafka and the processors, {ds['held_out']:,} held out (the last "
-        f"10%). One flywheel cycle: {doc['cycle_seconds'] / 60:.1f} min. "
-        f"Replies: {doc['config'].get('replies', '?')}; helpfulness: "
-        f"{doc['config'].get('helpfulness_judge', '?')}.",
+        f"`{ds['name']}`: {ds['knowledge']:,} knowledge objects; "
+        f"{ds['replayed']:,} suggestions in {ds['replayed_conversations']:,} conversations "
+        f"replayed through Kafka and the processors in {len(cycles)} windows, a trainer "
+        f"cycle after each; {ds['held_out']:,} in {ds['held_out_conversations']:,} later "
+        f"conversations held out. Mean cycle: {doc['cycle_seconds'] / 60:.1f} min. "
+        f"Replies in this table: {cfg['replies']}; helpfulness: {cfg['helpfulness_judge']}. "
+        f"Intervals: {cfg['ci']}.",
         "",
-        "| metric | stock | after one cycle | gain | paper's gain | oracle | gap closed |",
+        f"| metric | stock | after {len(cycles)} cycles | gain [95% CI] | paper's gain "
+        "| oracle | after − oracle [95% CI] |",
         "|---|---|---|---|---|---|---|",
     ]
     for m in METRICS:
         b, a, o = before[m], after[m], oracle[m]
         lines.append(
-            f"| {LABELS[m]} | {b:.3f} | {a:.3f} | {_pct(relative_gain(b, a))} | "
-            f"{_pct(PAPER_GAIN.get(m))} | {o:.3f} | {_pct(gap_closed(b, a, o))} |"
+            f"| {LABELS[m]} | {b:.3f} | {a:.3f} | {_pct(relative_gain(b, a))}"
+            f"{_ci(ci['relative_gain'].get(m), '{:+.1%}')} | {_pct(PAPER_GAIN.get(m))} | "
+            f"{o:.3f} | {a - o:+.3f}{_ci(ci['after_minus_oracle'].get(m))} |"
         )
-    ablations = doc.get("ablations")
-    if ablations:
-        judge, mk = ablations["judge"], ablations["missing_knowledge"]
-        trained = doc["config"].get("ablation_components", {})
-
-        def what(key: str) -> str:
-            return " + ".join(trained.get(key, ["retriever"]))
-
+    flagged = doc.get("flags", {}).get("after_above_oracle", [])
+    if flagged:
         lines += [
             "",
-            "| ablation | trained | Recall@75 | Recall@8 | Precision@8 |",
-            "|---|---|---|---|---|",
+            f"**Flag:** after is above the oracle beyond the interval on "
+            f"{', '.join(LABELS[m] for m in flagged)}; see the note below the tables.",
         ]
-        for name, key, r in (
-            ("25% careless agents, with the Virtual Judge", "judge", judge["with"]),
-            ("25% careless agents, without it", "judge", judge["without"]),
-            ("missing knowledge annotated immediately", "missing_knowledge", mk["immediate"]),
-            ("missing knowledge annotated deferred", "missing_knowledge", mk["deferred"]),
-        ):
-            lines.append(
-                f"| {name} | {what(key)} | {r['recall_at_75']:.3f} | {r['recall_at_8']:.3f} | "
-                f"{r['precision_at_8']:.3f} |"
-            )
+    lines += [
+        "",
+        "| cycle | suggestions | Recall@75 | Recall@8 | Precision@8 | helpfulness | adoption "
+        "| retriever | ranker |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| stock | - | " + " | ".join(f"{before[m]:.3f}" for m in METRICS) + " | - | - |",
+    ]
+    for c in cycles:
+        comps = c.get("components", {})
+        acts = [str(comps.get(k, {}).get("action", "-")).lower() for k in ("retriever", "ranker")]
         lines.append(
-            "| the paper: with / without the judge | retriever | 0.708 / 0.670 | - | - |",
+            f"| {c['cycle']} | {c['instances']} | "
+            + " | ".join(f"{c[m]:.3f}" for m in METRICS)
+            + f" | {acts[0]} | {acts[1]} |"
         )
+    lines.append("| oracle | - | " + " | ".join(f"{oracle[m]:.3f}" for m in METRICS) + " | | |")
+    lines += _ablation_lines(doc)
+    lines += _generator_lines(doc.get("generator", {}))
     return "\n".join(lines)
+
+
+def _ablation_lines(doc: Mapping[str, Any]) -> list[str]:
+    agreement, quality = doc.get("agreement", {}), doc.get("judge_quality", {})
+    lines = [
+        "",
+        "Careful agents' missing-knowledge agreement with the gold: immediate "
+        f"{agreement.get('immediate', 0):.3f} (paper 0.765), deferred "
+        f"{agreement.get('deferred', 0):.3f} (paper 0.639).",
+    ]
+    ablations = doc.get("ablations", {}).get("judge")
+    if not ablations:
+        return lines
+    seeds = len(ablations["by_seed"])
+    diff, wdiff = ablations["difference"], ablations["weights_difference"]
+    lines += [
+        "",
+        f"Judge ablation: {ablations['mix'].get('careless', 0):.0%} careless agents whose text "
+        f"gives nothing away, the retriever trained on what each side sealed; "
+        f"{seeds} agent seeds (first seed's values; difference: mean [min, max] over seeds).",
+        "",
+        "| | Recall@75 | Recall@8 | Precision@8 |",
+        "|---|---|---|---|",
+    ]
+    for name, key in (
+        ("with the Virtual Judge", "with"),
+        ("with it, weights off", "weights_off"),
+        ("without it", "without"),
+    ):
+        row = ablations[key]
+        lines.append(f"| {name} | " + " | ".join(f"{row[m]:.3f}" for m in METRICS[:3]) + " |")
+    for name, d in (("with − without", diff), ("weights on − off", wdiff)):
+        lines.append(
+            f"| {name} | "
+            + " | ".join(
+                f"{d[m]['mean']:+.3f} [{d[m]['min']:+.3f}, {d[m]['max']:+.3f}]" for m in METRICS[:3]
+            )
+            + " |"
+        )
+    lines.append("| the paper: with / without the judge | 0.708 / 0.670 | - | - |")
+    removed = quality.get("removed_share", {})
+    lines += [
+        "",
+        f"The judge against the simulator's record of corrupted annotations (mean over "
+        f"{seeds} seeds): precision {quality.get('precision', 0):.2f}, recall "
+        f"{quality.get('recall', 0):.2f}; it removed "
+        f"{removed.get('retriever', 0):.0%} of retriever rows (paper ~14%) and "
+        f"{removed.get('generator', 0):.0%} of generator rows (paper ~34%).",
+    ]
+    return lines
+
+
+def _generator_lines(gen: Mapping[str, Any]) -> list[str]:
+    if not gen or "skipped" in gen:
+        return ["", f"Generator: not measured ({gen.get('skipped', 'not run')})."]
+    s, t = gen["stock"], gen["trained"]
+    return [
+        "",
+        f"Generator (ORPO + LoRA on {gen['train'].get('pairs', '?')} judged preference pairs "
+        f"of the flywheel), decoded on {gen['cases']} held-out prompts with the knowledge "
+        f"the final models show; scorer: {gen['scorer']}.",
+        "",
+        "| | helpfulness | adoption |",
+        "|---|---|---|",
+        f"| stock generator | {s['helpfulness']:.3f} | {s['adoption']:.3f} |",
+        f"| trained generator | {t['helpfulness']:.3f} | {t['adoption']:.3f} |",
+        "",
+        f"Trained vs stock on the same prompt: wins {gen['win_rate']:.0%}, ties "
+        f"{gen['tie_rate']:.0%}, losses {gen['loss_rate']:.0%}.",
+    ]
+
+
+def plot_cycles(doc: Mapping[str, Any], path: Path) -> Path:
+    """One panel per metric: the value after every cycle with its 95% interval, the stock
+    models and the oracle as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cycles = doc["cycles"]
+    xs = [0] + [c["cycle"] for c in cycles]
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4))
+    for ax, m in zip(axes, METRICS, strict=True):
+        ys = [doc["before"][m]] + [c[m] for c in cycles]
+        lo = [doc["ci"]["before"][m][0]] + [c["ci"][m][0] for c in cycles]
+        hi = [doc["ci"]["before"][m][1]] + [c["ci"][m][1] for c in cycles]
+        ax.fill_between(xs, lo, hi, alpha=0.2)
+        ax.plot(xs, ys, marker="o", label="flywheel")
+        ax.axhline(doc["oracle"][m], color="green", linestyle="--", label="oracle")
+        ax.axhline(doc["before"][m], color="grey", linestyle=":", label="stock")
+        ax.set_title(LABELS[m])
+        ax.set_xlabel("cycle")
+        ax.set_xticks(xs)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"aitl flywheel on {doc['dataset']['name']} (95% intervals)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def update_readme(readme: Path, doc: Mapping[str, Any]) -> bool:

@@ -9,7 +9,7 @@ checked by ``tests/unit/test_agents.py``, which fails when a change breaks it).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Literal
 
@@ -113,3 +113,11 @@ class SimConfig:
     def profile_shares(self) -> dict[Profile, float]:
         """The mix as a plain dict (a copy: the config stays frozen)."""
         return dict(self.mix)
+
+    def describe(self) -> dict[str, object]:
+        """Every number of the config as plain JSON values, for the benchmark's report."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = dict(value) if isinstance(value, Mapping) else value
+        return out

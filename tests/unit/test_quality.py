@@ -56,43 +56,6 @@ def test_gains_and_gap_closed() -> None:
     assert gap_closed(0.5, 0.6, 0.5) is None
 
 
-def test_the_readme_results_section_is_rewritten_between_its_markers(tmp_path: Path) -> None:
-    from aitl.flywheel.report import README_END, README_START, update_readme
-
-    row = {"recall_at_75": 0.5, "recall_at_8": 0.2, "precision_at_8": 0.1}
-    row |= {"helpfulness": 0.4, "adoption": 0.1}
-    better = {k: v * 1.5 for k, v in row.items()}
-    doc = {
-        "dataset": {"name": "toy", "knowledge": 10, "replayed": 9, "held_out": 1},
-        "before": row,
-        "after": better,
-        "oracle": {k: v * 2 for k, v in row.items()},
-        "cycle_seconds": 90.0,
-        "config": {
-            "replies": "extractive",
-            "helpfulness_judge": "reference similarity",
-            "ablation_components": {"judge": ["retriever", "ranker"]},
-        },
-        "ablations": {
-            "judge": {"with": better, "without": row},
-            "missing_knowledge": {"immediate": better, "deferred": row},
-        },
-    }
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n## Results\n{README_START}\nold\n{README_END}\n\n## Next\n")
-    assert update_readme(readme, doc)
-    text = readme.read_text()
-    assert "old" not in text and text.endswith("## Next\n")
-    assert "| Recall@75 | 0.500 | 0.750 | +50.0% | +11.7% | 1.000 | +50.0% |" in text
-    row_text = "| 25% careless agents, without it | retriever + ranker | 0.500 | 0.200 | 0.100 |"
-    assert row_text in text
-    assert "| missing knowledge annotated deferred | retriever | 0.500 |" in text
-    assert update_readme(readme, doc) and readme.read_text() == text  # idempotent
-    plain = tmp_path / "OTHER.md"
-    plain.write_text("no markers\n")
-    assert not update_readme(plain, doc) and plain.read_text() == "no markers\n"
-
-
 def test_judge_summary_reads_the_processors_metrics() -> None:
     from prometheus_client import CollectorRegistry, Counter, generate_latest
 
@@ -115,25 +78,6 @@ def test_judge_summary_reads_the_processors_metrics() -> None:
     assert got["total"] == 10 and got["rejection_rate"] == pytest.approx(0.4)
     assert list(got["reasons"])[-1] == "fatigue_default_run"
     assert judge_table(got).row_count == 2
-
-
-def test_the_judge_ablation_is_reported_per_seed_as_with_minus_without(tmp_path: Path) -> None:
-    from aitl.flywheel.benchmark import BenchmarkConfig, judge_by_seed
-
-    cfg = BenchmarkConfig(dataset=tmp_path, out=tmp_path / "x.json", seed=11, judge_seeds=(12,))
-    row = {"recall_at_75": 0.9, "recall_at_8": 0.7, "precision_at_8": 0.3}
-    row |= {"helpfulness": 0.6, "adoption": 0.1}
-    results = {
-        "judge_with": row,
-        "judge_without": {k: v - 0.01 for k, v in row.items()},
-        "judge_with_seed12": row,
-        "judge_without_seed12": {k: v + 0.02 for k, v in row.items()},
-    }
-    out = judge_by_seed(cfg, results)
-    assert set(out) == {"11", "12"}
-    assert out["11"]["difference"]["recall_at_75"] == pytest.approx(0.01)
-    assert out["12"]["difference"]["precision_at_8"] == pytest.approx(-0.02)
-    assert out["12"]["without"]["adoption"] == pytest.approx(0.12)
 
 
 def test_the_demo_section_comes_from_the_demo_timings(tmp_path: Path) -> None:
