@@ -38,6 +38,42 @@ def citation_precision(cited: Sequence[str], gold: Sequence[str]) -> float:
     return len(set(cited) & set(gold)) / len(set(cited))
 
 
+def reply_scores(
+    candidates: Sequence[Sequence[Reply]],
+    references: Sequence[str],
+    golds: Sequence[Sequence[str]],
+    embed: Embed,
+) -> list[dict[str, float]]:
+    """Per case: helpfulness, adoption (0 or 1), reference similarity and citation
+    precision of the candidate a careful agent would pick (best token F1 to the reference).
+
+    Per-case values are what paired comparisons (win rates, bootstrap intervals) need;
+    :func:`reply_quality` is their mean.
+    """
+    if not (len(candidates) == len(references) == len(golds)) or not candidates:
+        raise ValueError("need one candidate list, reference and gold list per case")
+    flat = [r.text for cands in candidates for r in cands]
+    cand_vecs = embed(flat)
+    ref_vecs = embed(list(references))
+    w_sim, w_cite = HELPFULNESS_WEIGHTS
+    out, row = [], 0
+    for i, cands in enumerate(candidates):
+        f1s = [token_f1(r.text, references[i]) for r in cands]
+        best = int(np.argmax(f1s))
+        cos = float(np.clip(cand_vecs[row + best] @ ref_vecs[i], 0.0, 1.0))
+        cite = citation_precision(cands[best].cited_ids, golds[i])
+        out.append(
+            {
+                "helpfulness": w_sim * cos + w_cite * cite,
+                "adoption": float(f1s[best] >= ADOPT_THRESHOLD),
+                "reference_similarity": cos,
+                "citation_precision": cite,
+            }
+        )
+        row += len(cands)
+    return out
+
+
 def reply_quality(
     candidates: Sequence[Sequence[Reply]],
     references: Sequence[str],
@@ -45,28 +81,6 @@ def reply_quality(
     embed: Embed,
 ) -> dict[str, float]:
     """Mean helpfulness and adoption over cases (each with its candidate replies)."""
-    if not (len(candidates) == len(references) == len(golds)) or not candidates:
-        raise ValueError("need one candidate list, reference and gold list per case")
-    flat = [r.text for cands in candidates for r in cands]
-    cand_vecs = embed(flat)
-    ref_vecs = embed(list(references))
-    helpful, adopted, cos_sum, cite_sum = 0.0, 0, 0.0, 0.0
-    row = 0
-    w_sim, w_cite = HELPFULNESS_WEIGHTS
-    for i, cands in enumerate(candidates):
-        f1s = [token_f1(r.text, references[i]) for r in cands]
-        best = int(np.argmax(f1s))
-        cos = float(np.clip(cand_vecs[row + best] @ ref_vecs[i], 0.0, 1.0))
-        cite = citation_precision(cands[best].cited_ids, golds[i])
-        helpful += w_sim * cos + w_cite * cite
-        cos_sum += cos
-        cite_sum += cite
-        adopted += f1s[best] >= ADOPT_THRESHOLD
-        row += len(cands)
-    n = len(candidates)
-    return {
-        "helpfulness": helpful / n,
-        "adoption": adopted / n,
-        "reference_similarity": cos_sum / n,
-        "citation_precision": cite_sum / n,
-    }
+    scores = reply_scores(candidates, references, golds, embed)
+    n = len(scores)
+    return {k: sum(s[k] for s in scores) / n for k in scores[0]}
