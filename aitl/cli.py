@@ -290,7 +290,7 @@ def benchmark(
     agents: int = typer.Option(20, help="simulated agents per replay"),
     cycles: int = typer.Option(4, help="replay windows, a trainer cycle after each"),
     ablations: bool = typer.Option(True, help="run the judge ablation"),
-    epochs: float = typer.Option(0.25, help="training epochs per cycle"),
+    epochs: float = typer.Option(0.2, help="training epochs per cycle"),
     judge_seeds: str = typer.Option(
         "12,13", help="more agent seeds for the judge ablation, comma-separated (its spread)"
     ),

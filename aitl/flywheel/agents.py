@@ -210,6 +210,7 @@ class Agent:
     corrupted: set[str] = field(default_factory=set)
     rng: random.Random = field(init=False)
     _last: _Verdict | None = field(default=None, init=False, repr=False)
+    _cited: dict[str, set[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(f"{self.agent_id}:{self.seed}")
@@ -242,6 +243,7 @@ class Agent:
         self.annotations += 1
         at = served_at + timedelta(seconds=self.rng.random())
         cands = {c.candidate_id: c.text for c in suggestion.candidates}
+        self._cited = {c.candidate_id: set(c.cited_knowledge_ids) for c in suggestion.candidates}
         shown = [k.knowledge_id for k in suggestion.ranked]
         convo = [text for _, text in truth.turns] or [suggestion.query]
         if mode is None:
@@ -289,14 +291,16 @@ class Agent:
             decision, category = ev.Adoption.REJECTED, RC(_weighted(self.rng, cfg.reject_reasons))
             sent, cid = own_reply(truth.reference, self.rng, cfg.own_reply_keep), None
         rationale = self.rng.choice(RATIONALES[category])
-        labels = self._perceive_relevance(truth, shown, convo)
+        used = self._cited.get(cid, set()) if cid else set()
+        labels = self._perceive_relevance(truth, shown, convo, used)
         return _Verdict(preferred, labels, decision, cid, sent, category, rationale)
 
     def _perceive_relevance(
-        self, truth: CaseTruth, shown: list[str], convo: list[str]
+        self, truth: CaseTruth, shown: list[str], convo: list[str], used: set[str]
     ) -> list[ev.Relevance]:
         """Each shown object's label: RELEVANT with the logistic chance of the truth
-        (needed or not) and the surface cues (word overlap, same hotel)."""
+        (needed or not) and the surface cues (word overlap, same hotel, and whether the
+        reply the agent just sent was built from it)."""
         cfg = self.config
         context = " ".join(convo[-3:])
         named = self.kb.mentioned_entity(convo)
@@ -308,6 +312,7 @@ class Agent:
                 + cfg.relevance_gold * (kid in truth.gold_ids)
                 + cfg.relevance_similarity * cosine(self.kb.body(kid), context)
                 + cfg.relevance_entity * same
+                + cfg.relevance_sent * (kid in used)
             )
             relevant = self.rng.random() < _sigmoid(x)
             out.append(ev.Relevance.RELEVANT if relevant else ev.Relevance.IRRELEVANT)

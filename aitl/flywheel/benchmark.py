@@ -57,6 +57,7 @@ from aitl.flywheel.stack import Stack
 from aitl.flywheel.stats import Bootstrap
 from kernel import events as ev
 from kernel.checkpoints import ModelSpec
+from kernel.lifecycle import write_model_card
 from kernel.models import resolve_embedder
 from kernel.prompt import extractive_answer
 from kernel.rankers import Ranker, load_ranker
@@ -134,10 +135,11 @@ class BenchmarkConfig:
     main_components: tuple[ev.Component, ...] = (ev.Component.RETRIEVER, ev.Component.RANKER)
     cycles: int = 4
     ablations: bool = True
-    epochs: float = 0.25
+    epochs: float = 0.2
     judge_seeds: tuple[int, ...] = (12, 13)  # more agent seeds for the judge ablation
     generator: bool = True
     generator_cases: int = 64
+    generator_steps: int = 40  # ORPO steps on CPU (~10-15 s each here): the budget's share
     sim: SimConfig = field(default_factory=SimConfig)
 
 
@@ -466,8 +468,11 @@ def _train_retriever(run: _Run, store: str, use_weights: bool, seed: int) -> Enc
     config.use_weights = use_weights
     out = run.cfg.workdir / "models" / f"retriever-{uuid.uuid4().hex[:8]}"
     rows = rows_by_split(store, "retriever")["train"]
-    train_retriever(rows, resolve_embedder(STOCK_EMBEDDER), out, config, progress=False)  # type: ignore[arg-type]
-    return load_encoder(ModelSpec(f"ablation-s{seed}", str(out)), STOCK_EMBEDDER)
+    base = resolve_embedder(STOCK_EMBEDDER)
+    train_retriever(rows, base, out, config, progress=False)  # type: ignore[arg-type]
+    version = f"ablation-s{seed}-{out.name}"
+    write_model_card(out, component="retriever", version=version, base_model=base)
+    return load_encoder(ModelSpec(version, str(out)), STOCK_EMBEDDER)
 
 
 # -- the oracle -----------------------------------------------------------------------
@@ -581,6 +586,7 @@ def _generator(run: _Run, flywheel: dict[str, Any]) -> dict[str, Any]:
         [s.ranked for s in last.suggestions],
         run.texts,
         max_cases=run.cfg.generator_cases,
+        max_steps=run.cfg.generator_steps,
         seed=run.cfg.seed,
         workdir=run.cfg.workdir / "generator",
         progress=run.console.print,

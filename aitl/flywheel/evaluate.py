@@ -8,7 +8,7 @@ from functools import cache
 
 import numpy as np
 
-from aitl.flywheel.quality import Reply, reply_quality
+from aitl.flywheel.quality import Reply, reply_quality, reply_scores
 from aitl.flywheel.simulate import Suggester, Suggestion
 from kernel.models import resolve_embedder
 from kernel.ranking import evaluate_rankings, precision_at_k, recall_at_k
@@ -70,19 +70,15 @@ def per_case(suggestions: Sequence[Suggestion], cases: Sequence[Case]) -> dict[s
         "recall_at_75": [recall_at_k(s.retrieved, c.gold_ids, 75) for s, c in pairs],
         "recall_at_8": [recall_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs],
         "precision_at_8": [precision_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs],
-        "helpfulness": [],
-        "adoption": [],
     }
-    embed = stock_embedder()
-    for s, c in pairs:
-        q = reply_quality(
-            [[Reply(x.text, tuple(x.cited_knowledge_ids)) for x in s.candidates]],
-            [c.reference],
-            [c.gold_ids],
-            embed,
-        )
-        out["helpfulness"].append(q["helpfulness"])
-        out["adoption"].append(q["adoption"])
+    scores = reply_scores(
+        [[Reply(x.text, tuple(x.cited_knowledge_ids)) for x in s.candidates] for s, _ in pairs],
+        [c.reference for _, c in pairs],
+        [c.gold_ids for _, c in pairs],
+        stock_embedder(),
+    )
+    out["helpfulness"] = [q["helpfulness"] for q in scores]
+    out["adoption"] = [q["adoption"] for q in scores]
     return out
 
 

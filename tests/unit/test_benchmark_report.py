@@ -143,3 +143,29 @@ def test_the_readme_results_section_is_rewritten_between_its_markers(tmp_path: P
 def test_the_cycle_plot_is_written(tmp_path: Path) -> None:
     path = plot_cycles(_doc(tmp_path), tmp_path / "q.png")
     assert path.stat().st_size > 10_000
+
+
+def test_judge_quality_counts_rejections_of_corrupted_annotations() -> None:
+    from aitl.flywheel.replay import Verdicts
+
+    accepted = {"a": False, "b": False, "c": True, "d": True, "e": False}
+    weight = {"a": 0.0, "b": 0.0, "c": 0.4, "d": 1.0, "e": 0.0}
+    q = Verdicts(accepted, weight).quality({"a", "b", "c", "zz"})  # zz: never judged
+    assert q["precision"] == pytest.approx(2 / 3)  # a, b caught; e a false alarm
+    assert q["recall"] == pytest.approx(2 / 3)  # c slipped through
+    assert q["corrupted"] == 3 and q["rejected"] == 3
+    assert q["mean_weight_corrupted"] == pytest.approx(0.4 / 3)
+    assert q["mean_weight_clean"] == pytest.approx(0.5)
+
+
+def test_window_clock_puts_each_window_in_its_own_split_period() -> None:
+    from aitl.flywheel.replay import window_clock
+    from processors.split import SplitRule
+
+    rule = SplitRule(period_s=3600.0)
+    clock = window_clock([10, 20], 3600.0, now=1_000_000.0)
+    for w, n in ((0, 10), (1, 20)):
+        splits = [rule.split_for(clock(w, i)).value for i in range(n)]
+        assert splits.count("EVAL") == n // 10  # the last tenth of every window
+        assert splits[-1] == "EVAL" and splits[0] == "TRAIN"
+    assert clock(1, 0).timestamp() - clock(0, 0).timestamp() == 3600.0
