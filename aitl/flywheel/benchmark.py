@@ -425,17 +425,21 @@ def _judge_ablation(run: _Run, stack: Stack, seed: int) -> dict[str, Any]:
     for p in procs:
         p.service.stop()
     stores = {p.judge: p.store for p in procs}
+    # one training budget for every side: the steps the configured epochs give on the
+    # largest side (without the judge); the judge's sides repeat their cleaner rows instead
+    # of training fewer steps, so the ablation compares data, not compute
     sides: dict[str, Measured] = {}
+    steps: dict[str, int] = {}
+    budget = -1
     for side, store, weights in (
+        ("without", stores["none"], True),
         ("with", stores["rule"], True),
         ("weights_off", stores["rule"], False),
-        ("without", stores["none"], True),
     ):
         with console.status(f"{name}: training the retriever, judge {side}"):
-            sides[side] = _measure(
-                LocalPipeline(run.dataset, _train_retriever(run, store, weights, seed), run.ranker),
-                run.held_out,
-            )
+            encoder, steps[side] = _train_retriever(run, store, weights, seed, budget)
+            sides[side] = _measure(LocalPipeline(run.dataset, encoder, run.ranker), run.held_out)
+        budget = steps["without"]
     removed = {}
     for component in ("retriever", "ranker", "generator"):
         kept = sum(rows["rule"].get(f"{component}/{s}", 0) for s in ("train", "eval"))
@@ -447,6 +451,7 @@ def _judge_ablation(run: _Run, stack: Stack, seed: int) -> dict[str, Any]:
         "sides": sides,
         "judge_quality": q,
         "shard_rows": rows,
+        "train_steps": steps,
         "seconds": time.perf_counter() - t,
     }
     console.print(
@@ -459,20 +464,24 @@ def _judge_ablation(run: _Run, stack: Stack, seed: int) -> dict[str, Any]:
     return out
 
 
-def _train_retriever(run: _Run, store: str, use_weights: bool, seed: int) -> Encoder:
+def _train_retriever(
+    run: _Run, store: str, use_weights: bool, seed: int, max_steps: int = -1
+) -> tuple[Encoder, int]:
     """The retriever trained from stock on a store's train rows, with the main run's
-    trainer settings (weights on or off); no gate, no registry: the ablation measures."""
+    trainer settings (weights on or off, ``max_steps`` when > 0) and its steps; no gate,
+    no registry: the ablation measures."""
     from trainers.retriever import train_retriever
 
     config = copy.deepcopy(run.gated.retriever)
     config.use_weights = use_weights
+    config.max_steps = max_steps
     out = run.cfg.workdir / "models" / f"retriever-{uuid.uuid4().hex[:8]}"
     rows = rows_by_split(store, "retriever")["train"]
     base = resolve_embedder(STOCK_EMBEDDER)
-    train_retriever(rows, base, out, config, progress=False)  # type: ignore[arg-type]
+    done = train_retriever(rows, base, out, config, progress=False)  # type: ignore[arg-type]
     version = f"ablation-s{seed}-{out.name}"
     write_model_card(out, component="retriever", version=version, base_model=base)
-    return load_encoder(ModelSpec(version, str(out)), STOCK_EMBEDDER)
+    return load_encoder(ModelSpec(version, str(out)), STOCK_EMBEDDER), done.steps
 
 
 # -- the oracle -----------------------------------------------------------------------
