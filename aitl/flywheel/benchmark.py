@@ -41,7 +41,7 @@ import numpy as np
 from rich.console import Console
 
 from aitl.flywheel import report
-from aitl.flywheel.agents import KnowledgeView, make_agents, missing_agreement
+from aitl.flywheel.agents import Agent, CaseTruth, KnowledgeView, make_agents, missing_agreement
 from aitl.flywheel.evaluate import per_case
 from aitl.flywheel.replay import (
     judge_summary,
@@ -51,7 +51,7 @@ from aitl.flywheel.replay import (
     wait_sealed,
     window_clock,
 )
-from aitl.flywheel.simconfig import CARELESS_25, SimConfig
+from aitl.flywheel.simconfig import CARELESS_25, Profile, SimConfig
 from aitl.flywheel.simulate import SimulationStats, Suggestion, simulate
 from aitl.flywheel.stack import Stack
 from aitl.flywheel.stats import Bootstrap
@@ -185,7 +185,9 @@ def run_benchmark(cfg: BenchmarkConfig, console: Console | None = None) -> dict[
         flywheel = _flywheel(run, stack)
         seeds = (cfg.seed, *cfg.judge_seeds) if cfg.ablations else ()
         ablation = [_judge_ablation(run, stack, s) for s in seeds]
-    oracle = _oracle(run, flywheel["steps"])
+    oracle, oracle_cycles = _oracle(run, flywheel["steps"])
+    for row, means in zip(flywheel["cycles"], oracle_cycles, strict=False):
+        row["oracle"] = means
     generator = _generator(run, flywheel) if cfg.generator else {"skipped": "--no-generator"}
     doc = _document(run, flywheel, ablation, oracle, generator)
     doc["seconds"] = time.perf_counter() - t_start
@@ -320,7 +322,7 @@ def _flywheel(run: _Run, stack: Stack) -> dict[str, Any]:
     )
     registry = Registry(MemoryLifecycleLog())
     pipeline, sealed, cycles = run.stock, 0, []
-    steps: dict[str, int] = {}
+    cycle_steps: list[dict[str, int]] = []
     missing: list[tuple[str, Any, Any]] = []
     corrupted: set[str] = set()
     for w, part in enumerate(parts):
@@ -340,6 +342,8 @@ def _flywheel(run: _Run, stack: Stack) -> dict[str, Any]:
         with console.status(f"cycle {w + 1}: judging and sealing"):
             rows = wait_sealed(stack, [proc], sealed)["rule"]
         actions: dict[str, Any] = {}
+        steps: dict[str, int] = {}
+        cycle_steps.append(steps)
         for component in cfg.main_components:
             try:
                 result = run_cycle(
@@ -358,7 +362,7 @@ def _flywheel(run: _Run, stack: Stack) -> dict[str, Any]:
                 k: summary.get(k) for k in ("action", "reason", "version", "metrics", "baseline")
             }
             done = summary.get("train") or {}
-            steps[component.slug] = steps.get(component.slug, 0) + int(done.get("steps", 0))
+            steps[component.slug] = int(done.get("steps", 0))
         seconds = time.perf_counter() - t
         pipeline = _pipeline(run, registry)
         measured = _measure(pipeline, run.held_out)
@@ -377,14 +381,15 @@ def _flywheel(run: _Run, stack: Stack) -> dict[str, Any]:
         )
         report.show({"before": run.before.means, f"cycle {w + 1}": measured.means}, "", console)
     proc.service.stop()
-    agreement = {
-        timing: missing_agreement((e, t) for p, e, t in missing if p == profile)
-        for timing, profile in (("immediate", "careful"), ("deferred", "deferred"))
-    }
+    agreement: dict[str, Any] = {}
+    for timing, profile in (("immediate", "careful"), ("deferred", "deferred")):
+        pairs = [(e, t) for p, e, t in missing if p == profile]
+        agreement[timing] = missing_agreement(pairs)
+        agreement[f"{timing}_items"] = sum(len(e.items) for e, _ in pairs)
     verdicts = read_verdicts(proc.settings, "rule", expected=0)
     return {
         "cycles": cycles,
-        "steps": steps,
+        "steps": cycle_steps,
         "store": proc.store,
         "agreement": agreement,
         "judge_quality": verdicts.quality(corrupted),
@@ -487,29 +492,50 @@ def _train_retriever(
 # -- the oracle -----------------------------------------------------------------------
 
 
-def _oracle(run: _Run, steps: dict[str, int]) -> Measured:
-    """The ceiling: the replayed cases' gold labels written as shards and trained with the
-    same trainers, settings and steps the flywheel used in all its cycles together."""
+def _oracle(
+    run: _Run, cycle_steps: list[dict[str, int]]
+) -> tuple[Measured, list[dict[str, float]]]:
+    """The ceiling: the flywheel again with perfect annotators. The same windows, the same
+    gated cycles and the same training steps per cycle and component, but every replayed
+    suggestion (served by the oracle's own models of the moment) is labelled with the gold:
+    what the agents' annotations would teach if no agent ever erred. Returns the final
+    metrics and the means after every cycle."""
+    from kernel.settings import Settings
     from trainers.cycle import run_cycle
     from trainers.registry import MemoryLifecycleLog, Registry
+    from trainers.retriever import NoTrainingData
 
     odir = run.cfg.workdir / "oracle"
     store = ShardStore(str(odir / "shards"))
-    oracle_shards(store, run.replay, run.stock.suggest_many(run.replay), run.texts)
-    config = copy.deepcopy(run.ungated)
-    for component, n in steps.items():
-        if n > 0:
-            getattr(config, component).max_steps = n
-    from kernel.settings import Settings
-
     settings = Settings().model_copy(
         update={"shard_store": str(odir / "shards"), "checkpoint_store": str(odir / "checkpoints")}
     )
     registry = Registry(MemoryLifecycleLog())
-    with run.console.status("oracle: training on the gold labels"):
-        for component in run.cfg.main_components:
-            run_cycle(component, settings=settings, registry=registry, config=config, kb=run.kb)
-        return _measure(_pipeline(run, registry), run.held_out)
+    pipeline, per_cycle = run.stock, []
+    measured = run.before
+    parts = windows(run.replay, run.cfg.cycles)
+    for w, part in enumerate(parts):
+        with run.console.status(f"oracle cycle {w + 1}/{len(parts)}: gold labels, training"):
+            oracle_shards(store, part, pipeline.suggest_many(part), run.texts, tag=f"w{w + 1}")
+            config = copy.deepcopy(run.gated)
+            for component, n in (cycle_steps[w] if w < len(cycle_steps) else {}).items():
+                if n > 0:
+                    getattr(config, component).max_steps = n
+            for component in run.cfg.main_components:
+                try:
+                    run_cycle(
+                        component, settings=settings, registry=registry, config=config, kb=run.kb
+                    )
+                except NoTrainingData:
+                    continue
+            pipeline = _pipeline(run, registry)
+            measured = _measure(pipeline, run.held_out)
+        per_cycle.append(_pick(measured.means))
+        run.console.print(
+            f"oracle cycle {w + 1}: " + ", ".join(f"{m} {measured.means[m]:.3f}" for m in METRICS),
+            markup=False,
+        )
+    return measured, per_cycle
 
 
 def oracle_shards(
@@ -517,6 +543,7 @@ def oracle_shards(
     cases: Sequence[Case],
     suggestions: Sequence[Suggestion],
     texts: dict[str, str],
+    tag: str = "all",
 ) -> None:
     """Gold labels of the replayed cases as sealed shards, split 90/10 by conversation in
     order: retriever rows (gold -> 3 shown non-gold as hard negatives) and ranker rows
@@ -568,7 +595,7 @@ def oracle_shards(
         for component, rows in (("retriever", retr), ("ranker", rank)):
             store.write(
                 Manifest(
-                    shard_id=f"oracle-{component}-{split}",
+                    shard_id=f"oracle-{tag}-{component}-{split}",
                     component=component,
                     split=split,
                     rows=len(rows),
@@ -653,7 +680,7 @@ def _document(
         "flags": {
             "after_above_oracle": [m for m in METRICS if ci["after_minus_oracle"][m][0] > 0],
         },
-        "agreement": flywheel["agreement"],
+        "agreement": _agreement(run) | {"flywheel_crew": flywheel["agreement"]},
         "judge_quality": _judge_quality(flywheel, ablation),
         "generator": {k: v for k, v in generator.items() if k != "per_case"},
         "config": {
@@ -674,6 +701,41 @@ def _document(
     if ablation:
         doc["ablations"] = _ablations(ablation, boot)
     return doc
+
+
+def _agreement(run: _Run, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
+    """Careful and deferred agents' missing-knowledge agreement with the gold, measured the
+    way ``tests/unit/test_agents.py`` calibrates it but on this run's data: four agents of
+    the profile annotate every replayed instance's stock suggestion, once per seed. (The
+    flywheel's own crew is reported next to it; it has two deferred agents and suggestions
+    from improving models, so its values rest on far fewer items.)"""
+    served = [
+        s.as_event(c.query)
+        for s, c in zip(run.stock.suggest_many(run.replay), run.replay, strict=True)
+    ]
+    truths = [
+        CaseTruth(c.case_id, tuple(c.gold_ids), c.reference, tuple(c.history)) for c in run.replay
+    ]
+    at = datetime.now(UTC)
+    out: dict[str, Any] = {}
+    profiles: tuple[tuple[str, Profile], ...] = (("immediate", "careful"), ("deferred", "deferred"))
+    for timing, profile in profiles:
+        pairs: list[tuple[Any, CaseTruth]] = []
+        for seed in seeds:
+            crew = [
+                Agent(f"{profile}-{i}", profile, run.view, seed=seed, config=run.cfg.sim)
+                for i in range(4)
+            ]
+            for i, (truth, suggestion) in enumerate(zip(truths, served, strict=True)):
+                pairs += [
+                    (e, truth)
+                    for e in crew[i % 4].annotate(truth, suggestion, at)
+                    if isinstance(e, ev.MissingKnowledge)
+                ]
+        out[timing] = missing_agreement(pairs)
+        out[f"{timing}_items"] = sum(len(e.items) for e, _ in pairs)
+    out["paper"] = {"immediate": 0.765, "deferred": 0.639}
+    return out
 
 
 def _judge_quality(flywheel: dict[str, Any], ablation: list[dict[str, Any]]) -> dict[str, Any]:

@@ -164,10 +164,18 @@ def _ablation_lines(doc: Mapping[str, Any]) -> list[str]:
     agreement, quality = doc.get("agreement", {}), doc.get("judge_quality", {})
     lines = [
         "",
-        "Careful agents' missing-knowledge agreement with the gold: immediate "
+        "Careful agents' missing-knowledge agreement with the gold (every replayed "
+        "instance's stock suggestion, 3 agent seeds): immediate "
         f"{agreement.get('immediate', 0):.3f} (paper 0.765), deferred "
         f"{agreement.get('deferred', 0):.3f} (paper 0.639).",
     ]
+    crew = agreement.get("flywheel_crew")
+    if crew:
+        lines[-1] += (
+            f" The flywheel's own crew, on suggestions of improving models: immediate "
+            f"{crew['immediate']:.3f} on {crew.get('immediate_items', 0)} items, deferred "
+            f"{crew['deferred']:.3f} on {crew.get('deferred_items', 0)} items."
+        )
     ablations = doc.get("ablations", {}).get("judge")
     if not ablations:
         return lines
@@ -247,7 +255,11 @@ def plot_cycles(doc: Mapping[str, Any], path: Path) -> Path:
         hi = [doc["ci"]["before"][m][1]] + [c["ci"][m][1] for c in cycles]
         ax.fill_between(xs, lo, hi, alpha=0.2)
         ax.plot(xs, ys, marker="o", label="flywheel")
-        ax.axhline(doc["oracle"][m], color="green", linestyle="--", label="oracle")
+        if all("oracle" in c for c in cycles):
+            oracle = [doc["before"][m]] + [c["oracle"][m] for c in cycles]
+            ax.plot(xs, oracle, color="green", linestyle="--", marker=".", label="oracle")
+        else:
+            ax.axhline(doc["oracle"][m], color="green", linestyle="--", label="oracle")
         ax.axhline(doc["before"][m], color="grey", linestyle=":", label="stock")
         ax.set_title(LABELS[m])
         ax.set_xlabel("cycle")

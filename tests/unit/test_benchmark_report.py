@@ -73,7 +73,7 @@ def test_oracle_shards_hold_gold_and_split_by_conversation(tmp_path: Path) -> No
     store = ShardStore(str(tmp_path))
     oracle_shards(store, cases, served, texts)
     ids = {s: {m.shard_id for m in store.manifests("ranker", s)} for s in ("train", "eval")}
-    assert ids == {"train": {"oracle-ranker-train"}, "eval": {"oracle-ranker-eval"}}
+    assert ids == {"train": {"oracle-all-ranker-train"}, "eval": {"oracle-all-ranker-eval"}}
     rows = {s: sum(m.rows for m in store.manifests("retriever", s)) for s in ("train", "eval")}
     assert rows == {"train": 18, "eval": 2}  # 10 conversations: the last one is eval
 
@@ -132,7 +132,7 @@ def test_the_readme_results_section_is_rewritten_between_its_markers(tmp_path: P
     assert "stale text" not in text and text.endswith("## Next\n")
     assert "| Recall@75 | 0.500 | 0.750 | +50.0% [+10.0%, +90.0%] | +11.7% | 1.000 |" in text
     assert "| with − without | +0.010 [-0.020, +0.030] |" in text
-    assert "immediate 0.770 (paper 0.765), deferred 0.640 (paper 0.639)" in text
+    assert "immediate 0.770 (paper 0.765), deferred 0.640 (paper 0.639)." in text
     assert "Generator: not measured (no pairs)." in text
     assert update_readme(readme, doc) and readme.read_text() == text  # idempotent
     plain = tmp_path / "OTHER.md"
@@ -141,8 +141,11 @@ def test_the_readme_results_section_is_rewritten_between_its_markers(tmp_path: P
 
 
 def test_the_cycle_plot_is_written(tmp_path: Path) -> None:
-    path = plot_cycles(_doc(tmp_path), tmp_path / "q.png")
+    doc = _doc(tmp_path)
+    path = plot_cycles(doc, tmp_path / "q.png")
     assert path.stat().st_size > 10_000
+    doc["cycles"][0]["oracle"] = doc["oracle"]  # the oracle's own cycles, when it has them
+    assert plot_cycles(doc, tmp_path / "q2.png").stat().st_size > 10_000
 
 
 def test_judge_quality_counts_rejections_of_corrupted_annotations() -> None:
