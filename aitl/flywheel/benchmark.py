@@ -444,7 +444,7 @@ def _judge_ablation(run: _Run, stack: Stack, seed: int) -> dict[str, Any]:
         with console.status(f"{name}: training the retriever, judge {side}"):
             encoder, steps[side] = _train_retriever(run, store, weights, seed, budget)
             sides[side] = _measure(LocalPipeline(run.dataset, encoder, run.ranker), run.held_out)
-        budget = steps["without"]
+        budget = steps["without"] if steps["without"] > 0 else -1
     removed = {}
     for component in ("retriever", "ranker", "generator"):
         kept = sum(rows["rule"].get(f"{component}/{s}", 0) for s in ("train", "eval"))
