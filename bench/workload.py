@@ -143,6 +143,13 @@ def _serve(rng: random.Random, r: int, when: datetime, n_knowledge: int) -> _Req
     env = _envelope(rng, when)
     later = _envelope(rng, when + timedelta(seconds=30))
     picks = rng.sample(range(n_knowledge), 12)
+    # both candidates cite an object of the query's topic: the agents' labels then agree
+    # with one truth (an object is relevant to the queries of its topic), as a real crew's
+    # do, and the judge's agreement with the other agents has a consensus to measure
+    topic_of = picks[0] % len(TOPICS_WORDS)
+    same = [k for k in range(topic_of, n_knowledge, len(TOPICS_WORDS)) if k not in picks]
+    if same:
+        picks[1] = rng.choice(same)
     topic, words = TOPICS_WORDS[picks[0] % len(TOPICS_WORDS)]
     a_text = f"For your {topic} question: {words.split()[0]} applies [{_kid(picks[0])}]."
     b_text = f"Please check the {words.split()[-1]} terms of the agreement [{_kid(picks[1])}]."
@@ -213,8 +220,8 @@ def _annotations(req: _Request, draw: _Draw) -> list[ev.Event]:
     chosen, bad = draw.chosen, draw.bad
     picks, later = req.picks, req.later
     other = "B" if chosen == "A" else "A"
-    chosen_kid = _kid(picks[0] if chosen == "A" else picks[1])
-    other_kid = _kid(picks[1] if chosen == "A" else picks[0])
+    other_i = picks[1] if chosen == "A" else picks[0]
+    chosen_kid, other_kid = _kid(picks[0] if chosen == "A" else picks[1]), _kid(other_i)
     chosen_text = req.a_text if chosen == "A" else req.b_text
     common: dict[str, Any] = {
         "envelope": later,
@@ -234,6 +241,8 @@ def _annotations(req: _Request, draw: _Draw) -> list[ev.Event]:
         **_unseeded(common, later),
         preferred=ev.Preference(other if bad == "preference" else chosen),
     )
+    n_topics = len(TOPICS_WORDS)
+    off_topic = [k for k in picks[2:8] if k % n_topics != picks[0] % n_topics][:1]
     relevance = ev.KnowledgeRelevance(
         **_unseeded(common, later),
         labels=[
@@ -241,7 +250,16 @@ def _annotations(req: _Request, draw: _Draw) -> list[ev.Event]:
                 knowledge_id=chosen_kid,
                 label=ev.Relevance.IRRELEVANT if bad == "relevance" else ev.Relevance.RELEVANT,
             ),
-            ev.RelevanceLabel(knowledge_id=other_kid, label=ev.Relevance.IRRELEVANT),
+            ev.RelevanceLabel(
+                knowledge_id=other_kid,
+                label=ev.Relevance.RELEVANT
+                if other_i % n_topics == picks[0] % n_topics
+                else ev.Relevance.IRRELEVANT,
+            ),
+            *(
+                ev.RelevanceLabel(knowledge_id=_kid(k), label=ev.Relevance.IRRELEVANT)
+                for k in off_topic
+            ),
         ],
     )
     missing = ev.MissingKnowledge(

@@ -271,11 +271,34 @@ class Processor:
                 raise
 
     def _start_offset(self, tp: TP) -> int:
-        """Where this session starts reading a partition: its committed offset, or 0 for a
-        partition never committed (if retention removed offset 0, the guard's one re-read
-        lands on the earliest offset and the gap is then accepted)."""
+        """Where this session starts reading a partition: the group's committed offset
+        (read when the partition was assigned), or 0 for a partition never committed (if
+        retention removed offset 0, the guard's one re-read lands on the earliest offset
+        and the gap is then accepted)."""
+        known = self._start_offsets.get((tp.topic, tp.partition))
+        if known is not None:
+            return known
         committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)  # set on seek
         return int(committed or 0)
+
+    def _committed(self, tps: set[TP]) -> dict[tuple[str, int], int]:
+        """The group's committed offsets of ``tps``, asked of the broker: Faust's own map
+        is empty until this session commits, and a guard started at 0 would re-read every
+        partition from its beginning after each restart."""
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        from streams.config import consumer_config
+
+        consumer = Consumer(consumer_config(self.settings.kafka, self.app.conf.id))
+        try:
+            parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+            found = consumer.committed(parts, timeout=30)
+        except KafkaException as exc:  # the guard then starts at 0: a re-read, nothing lost
+            log.warning("committed offsets not read (%s): partitions may be re-read", exc)
+            return {}
+        finally:
+            consumer.close()
+        return {(p.topic, p.partition): p.offset for p in found if p.offset >= 0}
 
     async def _in_order(self, msg: Any) -> bool:
         """False for messages to drop: re-deliveries, and messages past a gap while the
@@ -339,6 +362,8 @@ class Processor:
             lost = {(tp.topic, tp.partition) for tp in revoked}
             dropped = self.tracker.drop(lost) + self.engine.drop_partitions(lost)
             self.guard.forget(lost)
+            for key in lost:
+                self._start_offsets.pop(key, None)
             if dropped:
                 log.info(
                     "revoked %d partitions; %d messages left to their next owner",
@@ -347,9 +372,13 @@ class Processor:
                 )
 
     async def _on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
-        """Another worker may have sealed shards for these partitions: learn their ids."""
+        """Another worker may have sealed shards for these partitions: learn their ids;
+        and where this session starts reading each source partition."""
+        sources = {tp for tp in assigned if tp.topic in self.source.topics}
         async with self.lock:
             added = await asyncio.to_thread(self.writer.load_sealed)
+            if sources:
+                self._start_offsets.update(await asyncio.to_thread(self._committed, sources))
         log.info("assigned %d partitions; %d sealed example ids learned", len(assigned), added)
 
     async def _before_stop(self) -> None:

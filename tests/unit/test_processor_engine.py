@@ -391,3 +391,22 @@ async def test_a_deferred_seal_is_decided_at_once_and_written_later(h: Harness) 
     assert {m.shard_id for c in rows for m in h.store.manifests(c)} == {
         s.manifest.shard_id for s in sealed
     }
+
+
+async def test_the_benchmark_workload_gets_exactly_its_expected_verdicts(tmp_path: Path) -> None:
+    """The kill -9 integration test's workload, in process: every annotation the workload
+    made wrong is rejected, every other one accepted (the stateful judge included: its
+    agreement and behaviour trackers must find nothing against a consistent crew), and
+    only the orphans are dead-lettered."""
+    from bench.workload import make_workload
+
+    w = make_workload(8000, seed=3)  # the old, inconsistent crew failed from here on
+    h = Harness(tmp_path / "shards", knowledge={k.knowledge_id: k.text for k in w.knowledge})
+    for i, event in enumerate(w.stream):
+        await h.feed(event, partition=i % 3)
+    await h.tick(31.0)  # past the context wait: the orphans are given up
+    got = {v.annotation_event_id: v for v, _ in h.out.verdicts}
+    assert set(got) == set(w.expected) | {o.envelope.event_id for o in w.orphans}
+    wrong = {eid: got[eid].reasons for eid, ok in w.expected.items() if got[eid].accepted is not ok}
+    assert not wrong, (len(wrong), list(wrong.values())[:5])
+    assert len(h.out.dead) == len(w.orphans)
