@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -497,3 +497,26 @@ def make_agents(
         profiles.append("careful")
     rng.shuffle(profiles)
     return [Agent(f"agent-{i:03d}", p, kb, seed, config) for i, p in enumerate(profiles[:n])]
+
+
+def crew_annotations(
+    profile: Profile,
+    kb: KnowledgeView,
+    truths: Sequence[CaseTruth],
+    served: Sequence[ev.SuggestionServed],
+    at: datetime,
+    *,
+    seeds: Iterable[int] = (0, 1, 2),
+    crew: int = 4,
+    config: SimConfig | None = None,
+) -> Iterator[tuple[ev.Event, CaseTruth]]:
+    """Every case annotated by a crew of ``crew`` agents of ``profile`` (case ``i`` by
+    agent ``i % crew``), once per seed, each event with its case's truth: how the
+    missing-knowledge agreement is measured (one pass's spread is about +-0.03, so over
+    several seeds) by the calibration test and the benchmark alike."""
+    cfg = config or SimConfig()
+    for seed in seeds:
+        agents = [Agent(f"{profile}-{i}", profile, kb, seed=seed, config=cfg) for i in range(crew)]
+        for i, (truth, suggestion) in enumerate(zip(truths, served, strict=True)):
+            for event in agents[i % crew].annotate(truth, suggestion, at):
+                yield event, truth

@@ -41,7 +41,13 @@ import numpy as np
 from rich.console import Console
 
 from aitl.flywheel import report
-from aitl.flywheel.agents import Agent, CaseTruth, KnowledgeView, make_agents, missing_agreement
+from aitl.flywheel.agents import (
+    CaseTruth,
+    KnowledgeView,
+    crew_annotations,
+    make_agents,
+    missing_agreement,
+)
 from aitl.flywheel.evaluate import per_case
 from aitl.flywheel.replay import (
     judge_summary,
@@ -720,18 +726,13 @@ def _agreement(run: _Run, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
     out: dict[str, Any] = {}
     profiles: tuple[tuple[str, Profile], ...] = (("immediate", "careful"), ("deferred", "deferred"))
     for timing, profile in profiles:
-        pairs: list[tuple[Any, CaseTruth]] = []
-        for seed in seeds:
-            crew = [
-                Agent(f"{profile}-{i}", profile, run.view, seed=seed, config=run.cfg.sim)
-                for i in range(4)
-            ]
-            for i, (truth, suggestion) in enumerate(zip(truths, served, strict=True)):
-                pairs += [
-                    (e, truth)
-                    for e in crew[i % 4].annotate(truth, suggestion, at)
-                    if isinstance(e, ev.MissingKnowledge)
-                ]
+        pairs = [
+            (e, truth)
+            for e, truth in crew_annotations(
+                profile, run.view, truths, served, at, seeds=seeds, config=run.cfg.sim
+            )
+            if isinstance(e, ev.MissingKnowledge)
+        ]
         out[timing] = missing_agreement(pairs)
         out[f"{timing}_items"] = sum(len(e.items) for e, _ in pairs)
     out["paper"] = {"immediate": 0.765, "deferred": 0.639}

@@ -8,10 +8,10 @@ from functools import cache
 
 import numpy as np
 
-from aitl.flywheel.quality import Reply, reply_quality, reply_scores
+from aitl.flywheel.quality import Reply, reply_scores
 from aitl.flywheel.simulate import Suggester, Suggestion
 from kernel.models import resolve_embedder
-from kernel.ranking import evaluate_rankings, precision_at_k, recall_at_k
+from kernel.ranking import precision_at_k, recall_at_k, reciprocal_rank
 from serving.knowledge.dataset import Case
 
 
@@ -31,54 +31,35 @@ def stock_embedder() -> Callable[[list[str]], np.ndarray]:
 def measure(
     suggestions: Sequence[Suggestion], cases: Sequence[Case], *, replies: bool = True
 ) -> dict[str, float]:
-    """Recall@75, Recall@8, Precision@8 (+ helpfulness, adoption) against the gold."""
-    pairs = list(zip(suggestions, cases, strict=True))
-    metrics = evaluate_rankings(
-        ((s.retrieved, c.gold_ids) for s, c in pairs),
-        retrieve_k=75,
-        rank_k=8,
-    )
-    out = {
-        "recall_at_75": metrics["recall_at_75"],
-        # what the agent saw: the ranker's top 8
-        "recall_at_8": float(np.mean([recall_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs])),
-        "precision_at_8": float(
-            np.mean([precision_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs])
-        ),
-        "mrr": metrics["mrr"],
-        "cases": float(len(cases)),
-    }
-    if replies:
-        out |= reply_quality(
-            [
-                [Reply(c.text, tuple(c.cited_knowledge_ids)) for c in s.candidates]
-                for s in suggestions
-            ],
-            [c.reference for c in cases],
-            [c.gold_ids for c in cases],
-            stock_embedder(),
-        )
-    return out
+    """Recall@75, Recall@8, Precision@8, MRR (+ helpfulness, adoption and the reply
+    scores behind them) against the gold: the means of :func:`per_case`."""
+    values = per_case(suggestions, cases, replies=replies)
+    return {m: float(np.mean(v)) for m, v in values.items()} | {"cases": float(len(cases))}
 
 
-def per_case(suggestions: Sequence[Suggestion], cases: Sequence[Case]) -> dict[str, list[float]]:
-    """The held-out metrics per instance, for confidence intervals: Recall@75 of what was
-    retrieved, Recall@8 / Precision@8 of what the agent saw, helpfulness and adoption of
-    the candidates (the same definitions as :func:`measure`, whose means they give)."""
+def per_case(
+    suggestions: Sequence[Suggestion], cases: Sequence[Case], *, replies: bool = True
+) -> dict[str, list[float]]:
+    """The held-out metrics per instance, for means and confidence intervals: Recall@75
+    and MRR of what was retrieved, Recall@8 / Precision@8 of what the agent saw (the
+    ranker's top 8), and with ``replies`` helpfulness, adoption, reference similarity and
+    citation precision of the candidates."""
     pairs = list(zip(suggestions, cases, strict=True))
     out: dict[str, list[float]] = {
         "recall_at_75": [recall_at_k(s.retrieved, c.gold_ids, 75) for s, c in pairs],
         "recall_at_8": [recall_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs],
         "precision_at_8": [precision_at_k(s.ranked, c.gold_ids, 8) for s, c in pairs],
+        "mrr": [reciprocal_rank(s.retrieved, c.gold_ids) for s, c in pairs],
     }
-    scores = reply_scores(
-        [[Reply(x.text, tuple(x.cited_knowledge_ids)) for x in s.candidates] for s, _ in pairs],
-        [c.reference for _, c in pairs],
-        [c.gold_ids for _, c in pairs],
-        stock_embedder(),
-    )
-    out["helpfulness"] = [q["helpfulness"] for q in scores]
-    out["adoption"] = [q["adoption"] for q in scores]
+    if replies and pairs:
+        scores = reply_scores(
+            [[Reply(x.text, tuple(x.cited_knowledge_ids)) for x in s.candidates] for s, _ in pairs],
+            [c.reference for _, c in pairs],
+            [c.gold_ids for _, c in pairs],
+            stock_embedder(),
+        )
+        for key in scores[0]:
+            out[key] = [q[key] for q in scores]
     return out
 
 

@@ -4,7 +4,7 @@ careless modes are recorded as corrupted; nothing copies gold or the reference."
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,11 +17,12 @@ from aitl.flywheel.agents import (
     CaseTruth,
     KnowledgeView,
     SimConfig,
+    crew_annotations,
     make_agents,
     missing_agreement,
     token_f1,
 )
-from aitl.flywheel.simconfig import CARELESS_25, REALISTIC
+from aitl.flywheel.simconfig import CARELESS_25, REALISTIC, Profile
 from kernel import events as ev
 from kernel.text import is_boilerplate
 from serving.knowledge.dataset import KnowledgeObject, load_dstc
@@ -300,17 +301,10 @@ def load_hotel(path: Path) -> Hotel:
     return kb, truths, served
 
 
-def annotate_all(
-    hotel: Hotel, profile: str, seeds: Iterable[int] = (0, 1, 2)
-) -> Iterator[tuple[ev.Event, CaseTruth]]:
-    """Every hotel case annotated by four agents of ``profile``, once per seed (the
-    agreement is measured over several passes: one pass's spread is about +-0.03)."""
+def annotate_all(hotel: Hotel, profile: Profile) -> Iterator[tuple[ev.Event, CaseTruth]]:
+    """Every hotel case annotated by four agents of ``profile``, once per seed 0, 1, 2."""
     kb, truths, served = hotel
-    for seed in seeds:
-        agents = [Agent(f"{profile}-{i}", profile, kb, seed=seed) for i in range(4)]  # type: ignore[arg-type]
-        for i, (truth, suggestion_) in enumerate(zip(truths, served, strict=True)):
-            for e in agents[i % 4].annotate(truth, suggestion_, T0):
-                yield e, truth
+    return crew_annotations(profile, kb, truths, served, T0)
 
 
 @pytest.fixture(scope="module")
