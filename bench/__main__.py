@@ -21,9 +21,11 @@ from rich.console import Console
 from rich.table import Table
 
 from aitl.kafka_local import LocalKafka, free_port
+from bench import readme
 
 NAMES = ("backbone", "processors", "serving", "trainers", "generator")
 RESULTS = Path(__file__).parent / "results"
+README = Path(__file__).parent.parent / "README.md"
 
 
 def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
@@ -67,6 +69,8 @@ def main(argv: list[str]) -> int:
     finally:
         if broker is not None:
             broker.stop()
+    if readme.update(README):
+        console.print(f"README table rewritten from {RESULTS}/*.json")
     return 1 if failed else 0
 
 

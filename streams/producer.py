@@ -16,11 +16,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import KafkaError, Message, Producer
 from pydantic import ValidationError
 
+from kernel.envelope import utcnow
 from kernel.errors import ContractError, DeliveryError
 from kernel.events import EVENT_TYPES, Envelope, Event
 from kernel.settings import KafkaSettings
@@ -77,8 +78,10 @@ class Publisher:
     ) -> None:
         self.topics = Topics(settings)
         self.serde = serde or AvroSerde()
-        self.producer_name = producer_name
-        self.tenant_id = tenant_id
+        # checked once here, so that each event's envelope can be built without validation
+        checked = Envelope(tenant_id=tenant_id, producer=producer_name)
+        self.producer_name, self.tenant_id = checked.producer, checked.tenant_id
+        self._placeholder = checked  # never published: encode() replaces it
         self._on_delivery = on_delivery
         self._producer = Producer(producer_config(settings, **overrides))
         self._lock = threading.Lock()
@@ -96,6 +99,33 @@ class Publisher:
                 tenant_id=self.tenant_id, producer=self.producer_name, schema_version=version
             )
         return event.model_copy(update={"envelope": env})
+
+    def encode(
+        self, payload: Event | Mapping[str, Any], event_type: str | None = None
+    ) -> tuple[str, bytes, bytes, uuid.UUID]:
+        """What :meth:`prepare` and the serde do, without building a second event: the
+        Avro record gets its envelope as a plain dict (the settings' tenant and producer
+        were checked once), so no envelope is validated and no event copied per call.
+        Returns (topic, key, value, event id)."""
+        fresh = not isinstance(payload, Event) and "envelope" not in payload
+        if fresh:  # spare pydantic a default envelope that would be thrown away
+            payload = {**cast(Mapping[str, Any], payload), "envelope": self._placeholder}
+        event = validate_event(payload, event_type)
+        version = self.serde.schemas[event.schema_name].version
+        record = event.to_avro()
+        if not fresh and "envelope" in event.model_fields_set:
+            record["envelope"]["schema_version"] = version
+        else:
+            record["envelope"] = {
+                "event_id": uuid.uuid4(),
+                "event_time": utcnow(),
+                "tenant_id": self.tenant_id,
+                "schema_version": version,
+                "producer": self.producer_name,
+            }
+        topic = self.topics.for_event(event)
+        value = self.serde.encode_record(event.schema_name, record, topic)
+        return topic, event.key().encode(), value, record["envelope"]["event_id"]
 
     def publish(
         self,
@@ -116,14 +146,10 @@ class Publisher:
 
         ``on_delivery(event_id, error)`` is called from the delivery report of each event
         (in addition to the publisher-wide callback)."""
-        events = [self.prepare(p, event_type) for p in payloads]
-        encoded = []
-        for event in events:
-            topic = self.topics.for_event(event)
-            encoded.append((topic, event.key().encode(), self.serde.encode(event, topic), event))
-        for topic, key, value, event in encoded:
-            self._produce(topic, key, value, event.envelope.event_id, on_delivery)
-        return [e.envelope.event_id for *_, e in encoded]
+        encoded = [self.encode(p, event_type) for p in payloads]
+        for topic, key, value, event_id in encoded:
+            self._produce(topic, key, value, event_id, on_delivery)
+        return [event_id for *_, event_id in encoded]
 
     def _produce(
         self,
