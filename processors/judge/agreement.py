@@ -47,6 +47,7 @@ accumulates again.
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections import deque
@@ -82,6 +83,10 @@ class AgreementConfig:
     reject_z: float = 5.0
     min_gap: float = 0.3  # share minus population share needed to flag or reject
     flag_weight: float = 0.5
+    # the population's view (median accuracy, vote weights, habit medians) is recomputed
+    # every this many annotations or when a new agent appears, not on each one: an
+    # annotation's cost stays flat in the number of agents
+    refresh_every: int = 20
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,20 @@ class _Agent:
     evidence: float = 0.0  # decayed label evidence
     last_labels: tuple[str, ...] | None = None
     habits: dict[str, deque[bool]] = field(default_factory=dict)
+    habit_sums: dict[str, int] = field(default_factory=dict)  # True values in each window
+
+
+@dataclass
+class _Population:
+    """The other agents as of the last refresh (see ``AgreementConfig.refresh_every``)."""
+
+    accuracy: float
+    weights: dict[str, float]
+    shares: dict[str, list[float]]  # statistic -> sorted shares of agents with enough data
+    share_of: dict[str, dict[str, float]]  # statistic -> agent -> its share in ``shares``
+    base: tuple[float, float]  # every agent's weighted (relevant, labels), all objects
+    at: int  # annotations observed when computed
+    agents: int
 
 
 Counts = dict[str, list[float]]  # agent -> [relevant value, labels]
@@ -110,6 +129,8 @@ class AgreementTracker:
     agents: dict[str, _Agent] = field(default_factory=dict)
     counts: dict[tuple[str, ...], Counts] = field(default_factory=dict)
     base: Counts = field(default_factory=dict)
+    observed: int = 0
+    _view: _Population | None = None
 
     # -- the population --------------------------------------------------------------
     def population_accuracy(self) -> float:
@@ -135,6 +156,32 @@ class AgreementTracker:
     def _vote_weights(self, pop: float) -> dict[str, float]:
         return {a: max(0.0, 2 * self.accuracy(a, pop)[0] - 1) for a in self.agents}
 
+    def population(self) -> _Population:
+        """The population's view, recomputed when ``refresh_every`` annotations went by
+        or a new agent appeared (each costs a pass over every agent)."""
+        view = self._view
+        if (
+            view is None
+            or self.observed - view.at >= self.config.refresh_every
+            or len(self.agents) != view.agents
+        ):
+            pop = self.population_accuracy()
+            shares: dict[str, list[float]] = {}
+            share_of: dict[str, dict[str, float]] = {}
+            for name in STATS:
+                mine = share_of[name] = {}
+                for agent, st in self.agents.items():
+                    window = st.habits.get(name)
+                    if window is not None and len(window) >= self.config.min_behaviour:
+                        mine[agent] = st.habit_sums[name] / len(window)
+                shares[name] = sorted(mine.values())
+            weights = self._vote_weights(pop)
+            base = self._weighted(self.base, weights, "")
+            view = self._view = _Population(
+                pop, weights, shares, share_of, base, self.observed, len(self.agents)
+            )
+        return view
+
     @staticmethod
     def _weighted(counts: Counts, weights: dict[str, float], me: str) -> tuple[float, float]:
         rel = total = 0.0
@@ -146,11 +193,21 @@ class AgreementTracker:
         return rel, total
 
     def consensus(
-        self, keys: list[tuple[str, ...]], me: str, weights: dict[str, float]
+        self,
+        keys: list[tuple[str, ...]],
+        me: str,
+        weights: dict[str, float],
+        base: tuple[float, float] | None = None,
     ) -> tuple[float, float]:
         """(others' probability that the label is RELEVANT, others' weighted labels on the
-        object); ``keys`` from broadest to most specific."""
-        rel, total = self._weighted(self.base, weights, me)
+        object); ``keys`` from broadest to most specific. ``base``: every agent's weighted
+        (relevant, labels) over all objects, precomputed (``me``'s share is taken out)."""
+        if base is None:
+            rel, total = self._weighted(self.base, weights, me)
+        else:
+            w = weights.get(me, 0.0)
+            r, n = self.base.get(me, (0.0, 0.0))
+            rel, total = max(0.0, base[0] - w * r), max(0.0, base[1] - w * n)
         q = (rel + 1.0) / (total + 4.0)  # Beta(1, 3): most shown objects are irrelevant
         item = 0.0
         for i, key in enumerate(keys):
@@ -166,11 +223,13 @@ class AgreementTracker:
         not reject it), and says how far to trust the agent now."""
         cfg = self.config
         st = self.agents.setdefault(inp.agent, _Agent())
-        pop = self.population_accuracy()
+        self.observed += 1
+        view = self.population()
+        pop = view.accuracy
         scores: dict[str, float] = {}
         ann = inp.annotation
         if isinstance(ann, KnowledgeRelevance):
-            label_agreement = self._relevance(inp, ann, st, pop, learn)
+            label_agreement = self._relevance(inp, ann, st, view, learn)
             if label_agreement is not None:
                 scores["label_agreement"] = round(label_agreement, 4)
         if learn:
@@ -183,7 +242,7 @@ class AgreementTracker:
         if margin > 0.05 and st.evidence >= cfg.min_evidence and mean + cfg.z * sd < threshold:
             reasons.append(Reason.LOW_AGREEMENT(f"{mean:.2f}<{threshold:.2f}"))
         worst = 0.0
-        for name, share, z in self._extremes(inp.agent):
+        for name, share, z in self._extremes(inp.agent, view):
             worst = max(worst, z)
             if z >= cfg.reject_z:
                 reasons.append(Reason.ATYPICAL_BEHAVIOUR(f"{name} {share:.2f}"))
@@ -197,18 +256,18 @@ class AgreementTracker:
         return AgreementSignal(reliability, tuple(reasons), scores)
 
     def _relevance(
-        self, inp: JudgeInput, ann: KnowledgeRelevance, st: _Agent, pop: float, learn: bool
+        self, inp: JudgeInput, ann: KnowledgeRelevance, st: _Agent, view: _Population, learn: bool
     ) -> float | None:
         cfg = self.config
         sugg = inp.suggestion
         query = " ".join(sugg.query.lower().split())
         anchor = sugg.ranked[0].knowledge_id if sugg.ranked else ""
-        weights = self._vote_weights(pop)
+        weights = view.weights
         agreement: list[float] = []
         for lab in ann.labels:
             kid, value = lab.knowledge_id, LABEL_VALUE[lab.label]
             keys = [("k", kid), ("a", anchor, kid), ("q", query, kid)]
-            q, item = self.consensus(keys, inp.agent, weights)
+            q, item = self.consensus(keys, inp.agent, weights, view.base)
             if item >= cfg.min_item_evidence:
                 agreement.append(value * q + (1 - value) * (1 - q))
             if learn:
@@ -233,7 +292,12 @@ class AgreementTracker:
         cfg = self.config
 
         def note(name: str, value: bool) -> None:
-            st.habits.setdefault(name, deque(maxlen=cfg.window)).append(value)
+            window = st.habits.setdefault(name, deque(maxlen=cfg.window))
+            total = st.habit_sums.get(name, 0) + value
+            if len(window) == window.maxlen:
+                total -= window[0]  # about to fall out of the window
+            window.append(value)
+            st.habit_sums[name] = total
 
         if isinstance(ann, PairwisePreference):
             note("prefer_a", ann.preferred is Preference.A)
@@ -246,28 +310,32 @@ class AgreementTracker:
                 note("repeat_labels", labels == st.last_labels)
             st.last_labels = labels
 
-    def _extremes(self, agent: str) -> list[tuple[str, float, float]]:
+    def _extremes(self, agent: str, view: _Population) -> list[tuple[str, float, float]]:
         """(statistic, share, z) of the agent's habits at least ``flag_z`` above the median
         of the other agents' shares (and ``min_gap`` above it)."""
         cfg = self.config
-        mine = self.agents[agent].habits
+        st = self.agents[agent]
         out: list[tuple[str, float, float]] = []
         for name in STATS:
-            window = mine.get(name)
+            window = st.habits.get(name)
             if window is None or len(window) < cfg.min_behaviour:
                 continue
-            others = [
-                sum(w) / len(w)
-                for a, st in self.agents.items()
-                if a != agent
-                and (w := st.habits.get(name)) is not None
-                and len(w) >= cfg.min_behaviour
-            ]
-            if len(others) < cfg.min_agents:
+            others = view.shares[name]
+            own = view.share_of[name].get(agent)
+            if len(others) - (own is not None) < cfg.min_agents:
                 continue
-            p = min(0.98, max(0.02, statistics.median(others)))
-            n, share = len(window), sum(window) / len(window)
+            p = min(0.98, max(0.02, _median_without(others, own)))
+            n, share = len(window), st.habit_sums[name] / len(window)
             z = (share - p) * math.sqrt(n / (p * (1 - p)))
             if z >= cfg.flag_z and share - p >= cfg.min_gap:
                 out.append((name, share, z))
         return out
+
+
+def _median_without(ordered: list[float], value: float | None) -> float:
+    """The median of sorted ``ordered`` with one occurrence of ``value`` left out."""
+    if value is None:
+        return statistics.median(ordered)
+    i = bisect.bisect_left(ordered, value)
+    rest = ordered[:i] + ordered[i + 1 :] if i < len(ordered) and ordered[i] == value else ordered
+    return statistics.median(rest)

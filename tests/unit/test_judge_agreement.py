@@ -231,3 +231,24 @@ def test_all_relevant_labels_the_sent_reply_ignores_are_rejected() -> None:
     assert not v.accepted and "relevance_contradicts_reply" in {reason_code(r) for r in v.reasons}
     used = JudgeInput(stamped, inp.suggestion, "x", inp.adoption, inp.knowledge)
     assert RuleJudge().evaluate(used).accepted
+
+
+def test_the_population_view_is_refreshed_and_verdicts_match_a_live_one() -> None:
+    """The cached view (recomputed every ``refresh_every`` annotations) decides as the
+    live one (recomputed on every annotation) on the synthetic shift, and an agent's
+    running habit counts equal its window's."""
+    from processors.judge.agreement import AgreementConfig, _median_without
+
+    live = RuleJudge(agreement=AgreementTracker(AgreementConfig(refresh_every=1)))
+    cached = RuleJudge()
+    inputs = [inp for _, inp in shift(7)]
+    a = [live.evaluate(inp).accepted for inp in inputs]
+    b = [cached.evaluate(inp).accepted for inp in inputs]
+    assert sum(x != y for x, y in zip(a, b, strict=True)) <= len(a) * 0.02
+    tracker = cached.agreement
+    assert tracker is not None
+    for st in tracker.agents.values():
+        assert st.habit_sums == {name: sum(w) for name, w in st.habits.items()}
+    assert _median_without([0.1, 0.2, 0.9], 0.9) == pytest.approx(0.15)
+    assert _median_without([0.1, 0.2, 0.9], None) == 0.2
+    assert _median_without([0.1, 0.2, 0.9], 0.5) == 0.2  # not in the list: nothing removed
