@@ -203,9 +203,10 @@ def gateway_start(
     from streams.gateway import create_app
 
     settings = _settings()
+    gateway = create_app(settings)  # refuses to build without tokens unless AITL_AUTH=off
     uvicorn.run(
-        create_app(settings),
-        host=host or settings.gateway_host,
+        gateway,
+        host=gateway.state.access.bind_host(host or settings.gateway_host),
         port=port or settings.gateway_port,
         log_level="warning",
     )
