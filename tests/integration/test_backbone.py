@@ -125,6 +125,7 @@ def gateway(kafka_settings: KafkaSettings) -> Iterator[Callable[..., str]]:
 
     def start(kafka: KafkaSettings = kafka_settings, **settings: Any) -> str:
         port = free_port()
+        settings = {"auth": "off"} | settings  # loopback, no tokens unless a test sets some
         app = create_app(Settings(kafka=kafka, **settings), ack_timeout_s=3.0)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         thread = threading.Thread(target=server.run, daemon=True)

@@ -102,7 +102,7 @@ def serving(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
         pub.publish_many(knowledge_events(dataset.knowledge))
 
     settings = Settings(
-        kafka=kafka, qdrant_path=Path(":memory:"), api_tokens=TOKEN, prompt_knowledge=2
+        kafka=kafka, qdrant_path=Path(":memory:"), api_tokens=f"{TOKEN}:acme", prompt_knowledge=2
     )
     cfg = ServingSettings(
         port=free_port(),
