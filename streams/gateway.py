@@ -259,7 +259,8 @@ def _validate(
         except InvalidEvent as exc:
             errors.extend({"index": index, "field": f, "message": m} for f, m in exc.errors.items())
             continue
-        given = item.get("envelope") if isinstance(item.get("envelope"), dict) else {}
+        raw = item.get("envelope")
+        given: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if given.get("tenant_id", principal.tenant_id) != principal.tenant_id:
             foreign.append(index)
         stamp: dict[str, Any] = {"tenant_id": principal.tenant_id, "producer": producer}
@@ -325,11 +326,13 @@ async def _produce(
     finally:
         for event in fresh:
             k = (event.envelope.tenant_id, event.envelope.event_id)
-            fut = recent.in_flight.pop(k, None)
-            if fut is not None and fut.done() and fut.result():
+            fut = mine[event.envelope.event_id]
+            if recent.in_flight.get(k) is fut:
+                del recent.in_flight[k]
+            if not fut.done():
+                fut.set_result(False)  # a retry waiting on this attempt retries itself
+            elif fut.result():
                 recent.add(k)
-            elif fut is not None and not fut.done():
-                fut.set_result(False)
     results = []
     for event, state, fut in zip(events, status, waits, strict=True):
         ok = fut in done and fut.result()
