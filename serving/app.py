@@ -6,7 +6,7 @@ the replica's lifecycle watcher also drives, raises from ``check_health()`` when
 background thread died, and declares ``max_ongoing_requests``. A swap loads the new
 weights beside the old ones and replaces one reference, so no request waits or fails.
 
-``POST /v1/suggest {tenant_id, case_id, query, history}`` answers
+``POST /v1/suggest {case_id, query, history}`` (the tenant is the token's) answers
 ``{request_id, knowledge[], candidates[2], model_versions, latency_ms}`` after the
 suggestion-served event is acknowledged by Kafka (``503`` if it is not).
 """
