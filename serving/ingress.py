@@ -182,8 +182,11 @@ class Ingress:
     @api.post("/v1/suggest")
     async def suggest(self, request: Request) -> JSONResponse:
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
-        headers = {"X-Request-ID": request_id}
+        # Serve's proxy gives each request an id (the client's X-Request-ID, or its own)
+        # and puts it on the answer; outside Serve the ingress makes one and sets it
+        given = request.headers.get("x-request-id")
+        request_id = given[:100] if given else uuid.uuid4().hex
+        headers = {} if given else {"X-Request-ID": request_id}
         try:
             principal, body = await admit(request, self.access, self.cfg)
         except Refused as refused:

@@ -170,3 +170,16 @@ def test_a_slow_suggestion_is_a_504_and_errors_never_carry_exception_text(
     assert status == 500 and "/srv/secret" not in json.dumps(body)
     assert any(body["request_id"] in m for m in caplog.messages)
     assert any("/srv/secret" in r.exc_text for r in caplog.records if r.exc_text)
+
+
+def test_the_request_id_is_serves_when_the_proxy_gave_one() -> None:
+    """Behind Serve's proxy the answer already carries its X-Request-ID: the body and the
+    log use that one, so the client's header finds the log line."""
+
+    async def broken(body: SuggestRequest, principal: Principal) -> Any:
+        raise RuntimeError("boom")
+
+    headers = JSON | {"authorization": "Bearer tok-a", "x-request-id": "serve-123"}
+    response = asyncio.run(_Stub(broken).suggest(request(BODY, headers)))
+    assert json.loads(response.body)["request_id"] == "serve-123"
+    assert "x-request-id" not in response.headers  # Serve adds its own, once
