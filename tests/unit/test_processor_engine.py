@@ -456,3 +456,17 @@ async def test_the_default_tenant_keeps_bare_keys_so_old_state_still_joins(h: Ha
     assert S["suggestion"].request_id.encode() in h.bundles
     out = await h.feed(S["adoption"])
     assert [v.accepted for v, _ in out.verdicts] == [True]
+
+
+async def test_an_event_published_twice_in_a_tenant_trains_once(h: Harness) -> None:
+    """A gateway retry past its memory (a restart, another replica) publishes the same
+    event ids again, at new offsets: the rows are sealed once, in each tenant."""
+    acme = [in_tenant(S[k], "acme") for k in ("suggestion", "adoption", "relevance")]
+    await h.feed(*acme)
+    out = await h.feed(*acme[1:])  # the retried annotations, same event ids
+    assert len(out.verdicts) == 2
+    h.seal()
+    for component in ("retriever", "ranker", "generator"):
+        ids = [r["example_id"] for r in h.rows(component)]
+        assert ids and len(ids) == len(set(ids)), component
+    assert {m.tenant_id for m in h.store.manifests("ranker")} == {"acme"}
