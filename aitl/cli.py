@@ -200,10 +200,15 @@ def gateway_start(
     """Run the HTTP gateway in the foreground."""
     import uvicorn
 
+    from kernel.errors import SecurityError
     from streams.gateway import create_app
 
     settings = _settings()
-    gateway = create_app(settings)  # refuses to build without tokens unless AITL_AUTH=off
+    try:
+        gateway = create_app(settings)  # refuses to build without tokens unless AITL_AUTH=off
+    except SecurityError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     uvicorn.run(
         gateway,
         host=gateway.state.access.bind_host(host or settings.gateway_host),
