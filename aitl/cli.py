@@ -200,12 +200,18 @@ def gateway_start(
     """Run the HTTP gateway in the foreground."""
     import uvicorn
 
+    from kernel.errors import SecurityError
     from streams.gateway import create_app
 
     settings = _settings()
+    try:
+        gateway = create_app(settings)  # refuses to build without tokens unless AITL_AUTH=off
+    except SecurityError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     uvicorn.run(
-        create_app(settings),
-        host=host or settings.gateway_host,
+        gateway,
+        host=gateway.state.access.bind_host(host or settings.gateway_host),
         port=port or settings.gateway_port,
         log_level="warning",
     )

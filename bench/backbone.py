@@ -141,7 +141,9 @@ def serde_us() -> tuple[float, float]:
 def gateway_rates(settings: KafkaSettings, total: int = 20_000) -> dict[str, float]:
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(Settings(kafka=settings)), port=port, log_level="error")
+        uvicorn.Config(
+            create_app(Settings(kafka=settings, auth="off")), port=port, log_level="error"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -112,7 +112,7 @@ def run(bootstrap: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aitl-bench-serving-") as tmp:
         dataset = _dataset(Path(tmp))
         kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
-        settings = Settings(kafka=kafka, qdrant_path=Path(":memory:"))
+        settings = Settings(kafka=kafka, qdrant_path=Path(":memory:"), auth="off")
         cfg = ServingSettings(port=free_port(), app_name=APP)
         metrics = quality(dataset, settings, cfg.ranker_kind)
 

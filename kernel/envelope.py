@@ -23,6 +23,17 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+DEFAULT_TENANT = "default"
+_TENANT_SEP = "\x1f"  # ASCII unit separator: not in the ids clients send
+
+
+def tenant_key(tenant: str, id_: str) -> str:
+    """An id (a request, case or example id) within its tenant, for state that holds many
+    tenants' ids: two tenants' identical ids never meet. The default tenant keeps the bare
+    id, so state written before tenants were keyed still matches after an upgrade."""
+    return id_ if tenant == DEFAULT_TENANT else f"{tenant}{_TENANT_SEP}{id_}"
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
@@ -32,7 +43,7 @@ class Envelope(Model):
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     event_time: datetime = Field(default_factory=utcnow)
-    tenant_id: str = Field(default="default", min_length=1)
+    tenant_id: str = Field(default=DEFAULT_TENANT, min_length=1)
     schema_version: int = Field(default=1, ge=1)
     producer: str = Field(default="unknown", min_length=1)
 

@@ -6,6 +6,7 @@ of it it needs). Defaults run on one laptop; every one can be overridden for a c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -56,7 +57,18 @@ class Settings(BaseSettings):
     tenant_id: str = "default"
     producer_name: str = "aitl"
     api_tokens: SecretStr | None = Field(
-        default=None, description="comma-separated bearer tokens for the gateway and /suggest"
+        default=None,
+        description="bearer tokens of the gateway and /v1/suggest, comma-separated, each "
+        "token[:tenant[:producer]] (no tenant: tenant_id)",
+    )
+    api_token_file: Path | None = Field(
+        default=None,
+        description="a file of more tokens, one token[:tenant[:producer]] a line, # comments",
+    )
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description="off: the gateway and /v1/suggest start without tokens, open to anyone "
+        "who reaches them, bound to 127.0.0.1 only (a laptop, the demo, tests)",
     )
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
@@ -68,6 +80,15 @@ class Settings(BaseSettings):
     )
     gateway_max_depth: int = Field(
         default=32, ge=2, description="deepest JSON nesting the gateway parses (400)"
+    )
+    gateway_max_field_chars: int = Field(
+        default=20_000, ge=1, description="longest string in a gateway event, any field (400)"
+    )
+    gateway_idempotency_cache: int = Field(
+        default=100_000,
+        ge=0,
+        description="acknowledged event ids the gateway remembers, so a retry is not "
+        "published again",
     )
     data_dir: Path = Field(default=Path(".aitl"), description="local state: shards, checkpoints")
     shard_store: str = Field(default=".aitl/shards", description="local dir or any fsspec URL")
@@ -101,11 +122,34 @@ class Settings(BaseSettings):
     metrics_port: int = 9108
 
     def token_set(self) -> frozenset[str]:
-        """The accepted bearer tokens (empty: auth is off)."""
-        if self.api_tokens is None:
-            return frozenset()
-        raw = self.api_tokens.get_secret_value()
-        return frozenset(t.strip() for t in raw.split(",") if t.strip())
+        """The accepted bearer tokens (empty: none configured)."""
+        return frozenset(self.principals())
+
+    def principals(self) -> dict[str, Principal]:
+        """Each bearer token and whom it stands for, from ``api_tokens`` and then
+        ``api_token_file`` (read here, at the entrypoint that asks)."""
+        entries: list[str] = []
+        if self.api_tokens is not None:
+            entries += self.api_tokens.get_secret_value().split(",")
+        if self.api_token_file is not None:
+            lines = self.api_token_file.read_text().splitlines()
+            entries += [line for line in lines if not line.lstrip().startswith("#")]
+        out: dict[str, Principal] = {}
+        for entry in entries:
+            token, _, rest = entry.strip().partition(":")
+            tenant, _, producer = rest.partition(":")
+            if token:
+                out[token] = Principal(tenant.strip() or self.tenant_id, producer.strip() or None)
+        return out
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Whom a bearer token stands for: its tenant, and the producer name stamped on what it
+    publishes (``None``: the edge's own name)."""
+
+    tenant_id: str
+    producer: str | None = None
 
 
 def load_settings() -> Settings:

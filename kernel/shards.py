@@ -24,6 +24,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kernel.envelope import DEFAULT_TENANT
 from kernel.messages import Component
 from kernel.schemas import row_schema
 
@@ -94,6 +95,7 @@ class Manifest:
     example_ids_sha256: str = ""
     created_at: str = ""
     parquet: str = ""
+    tenant_id: str = DEFAULT_TENANT  # every row of a shard is one tenant's
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

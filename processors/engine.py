@@ -3,8 +3,9 @@
 No Kafka here. The Faust edge (``processors/app.py``) hands each consumed message to
 :meth:`Engine.on_record` with its :class:`~processors.offsets.Ticket`, produces the
 returned :class:`Outputs`, and acknowledges tickets once they are done. Tables are plain
-mutable mappings (Faust tables in the worker, dicts in tests), keyed by request id
-(``bundles``: suggestion + adoption) and case id (``cases``: split + conversation).
+mutable mappings (Faust tables in the worker, dicts in tests), keyed by tenant and request
+id (``bundles``: suggestion + adoption) and tenant and case id (``cases``: split +
+conversation), so two tenants' identical ids never meet (:func:`table_key`).
 
 The join: an annotation waits (in memory, unacknowledged) until its request's suggestion
 is in ``bundles``; past ``context_wait_s`` it is an orphan (dead-lettered, and a rejected
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from kernel.envelope import DEFAULT_TENANT, tenant_key
 from kernel.events import (
     AdoptionDecision,
     Annotation,
@@ -192,7 +194,7 @@ class Engine:
                 self._on_interaction(event, rec.partition)
             elif isinstance(event, SuggestionServed):
                 self._on_suggestion(event, rec.partition)
-                waiting = self.pending.get(event.request_id, [])
+                waiting = self.pending.get(_rid(event), [])
             elif isinstance(event, Annotation):
                 waiting = self._admit(event, rec, ticket)
             else:
@@ -243,11 +245,11 @@ class Engine:
         return sum(len(ps) for ps in self.pending.values())
 
     # -- context ----------------------------------------------------------------------
-    def bundle(self, request_id: str) -> BundleState | None:
-        return self._read(self.bundles, request_id.encode(), BundleState)
+    def bundle(self, request_id: str, tenant: str = DEFAULT_TENANT) -> BundleState | None:
+        return self._read(self.bundles, tenant_key(tenant, request_id).encode(), BundleState)
 
-    def case(self, case_id: str) -> CaseState | None:
-        return self._read(self.cases, case_id.encode(), CaseState)
+    def case(self, case_id: str, tenant: str = DEFAULT_TENANT) -> CaseState | None:
+        return self._read(self.cases, tenant_key(tenant, case_id).encode(), CaseState)
 
     def _read(self, table: MutableMapping[bytes, bytes], key: bytes, model: type[_S]) -> _S | None:
         """The decoded table value. Every write goes through ``_put_*``, which keeps the
@@ -264,20 +266,21 @@ class Engine:
         self._decoded[(id(table), key)] = state
         return state
 
-    def _put_bundle(self, request_id: str, state: BundleState) -> None:
-        key = request_id.encode()
+    def _put_bundle(self, request_id: str, tenant: str, state: BundleState) -> None:
+        key = tenant_key(tenant, request_id).encode()
         self.bundles[key] = state.model_dump_json().encode()
         self._decoded[(id(self.bundles), key)] = state
         self._touched.setdefault(state.partition, {})[("b", key)] = state.touched
 
-    def _put_case(self, case_id: str, state: CaseState) -> None:
-        key = case_id.encode()
+    def _put_case(self, case_id: str, tenant: str, state: CaseState) -> None:
+        key = tenant_key(tenant, case_id).encode()
         self.cases[key] = state.model_dump_json().encode()
         self._decoded[(id(self.cases), key)] = state
         self._touched.setdefault(state.partition, {})[("c", key)] = state.touched
 
     def _ensure_case(self, event: Event, case_id: str, partition: int) -> CaseState:
-        state = self.case(case_id)
+        tenant = event.envelope.tenant_id
+        state = self.case(case_id, tenant)
         if state is None:
             ms = int(event.envelope.event_time.timestamp() * 1000)
             state = CaseState(
@@ -286,13 +289,14 @@ class Engine:
                 partition=partition,
                 touched=self.wall(),
             )
-            self._put_case(case_id, state)
+            self._put_case(case_id, tenant, state)
         return state
 
     def _on_interaction(self, event: CustomerInteraction, partition: int) -> None:
         state = self._ensure_case(event, event.case_id, partition)
         self._put_case(
             event.case_id,
+            event.envelope.tenant_id,
             state.model_copy(
                 update={
                     "customer_message": event.customer_message,
@@ -304,12 +308,13 @@ class Engine:
 
     def _on_suggestion(self, event: SuggestionServed, partition: int) -> None:
         self._ensure_case(event, event.case_id, partition)
-        old = self.bundle(event.request_id)
+        tenant = event.envelope.tenant_id
+        old = self.bundle(event.request_id, tenant)
         adoption = old.adoption if old else None
         state = BundleState(
             suggestion=event, adoption=adoption, partition=partition, touched=self.wall()
         )
-        self._put_bundle(event.request_id, state)
+        self._put_bundle(event.request_id, tenant, state)
 
     def _admit(self, ann: Annotation, rec: Record, ticket: Ticket) -> list[Pending]:
         """Record the annotation as waiting; returns what may be resolvable now."""
@@ -318,19 +323,20 @@ class Engine:
         metrics.child(metrics.AGENT_ANNOTATIONS, agent).inc()
         if isinstance(ann, AdoptionDecision):
             metrics.child(metrics.ADOPTIONS, ann.decision.value).inc()
-            old = self.bundle(ann.request_id)
+            tenant = ann.envelope.tenant_id
+            old = self.bundle(ann.request_id, tenant)
             state = BundleState(
                 suggestion=old.suggestion if old else None,
                 adoption=ann,
                 partition=rec.partition,
                 touched=self.wall(),
             )
-            self._put_bundle(ann.request_id, state)
+            self._put_bundle(ann.request_id, tenant, state)
         now = self.clock()
         pending = Pending(
             ann, rec, ticket, agent, now, now + self.context_wait_s, now + self.adoption_wait_s
         )
-        waiting = self.pending.setdefault(ann.request_id, [])
+        waiting = self.pending.setdefault(_rid(ann), [])
         waiting.append(pending)
         # an adoption may complete the preference/relevance waiting on it
         return list(waiting) if isinstance(ann, AdoptionDecision) else [pending]
@@ -338,7 +344,8 @@ class Engine:
     # -- the join and the judge -------------------------------------------------------
     def _readiness(self, p: Pending, now: float) -> JudgeInput | _Wait:
         ann = p.annotation
-        bundle = self.bundle(ann.request_id)
+        tenant = ann.envelope.tenant_id
+        bundle = self.bundle(ann.request_id, tenant)
         if bundle is None or bundle.suggestion is None:
             return _Wait.ORPHAN if now >= p.context_deadline else _Wait.WAIT
         sugg = bundle.suggestion
@@ -359,7 +366,7 @@ class Engine:
             if now < p.context_deadline:
                 return _Wait.WAIT
             notes = (f"knowledge_missing:{len(missing)}",)
-        case = self.case(ann.case_id)
+        case = self.case(ann.case_id, tenant)
         return JudgeInput(
             annotation=ann,
             suggestion=sugg,
@@ -406,11 +413,12 @@ class Engine:
         p.ticket.release()
 
     def _forget(self, p: Pending) -> None:
-        waiting = self.pending.get(p.annotation.request_id)
+        rid = _rid(p.annotation)
+        waiting = self.pending.get(rid)
         if waiting is not None:
             waiting[:] = [q for q in waiting if q is not p]
             if not waiting:
-                del self.pending[p.annotation.request_id]
+                del self.pending[rid]
 
     def _orphan(self, p: Pending, out: Outputs) -> None:
         rid = p.annotation.request_id
@@ -430,7 +438,7 @@ class Engine:
         event = verdict.to_event(ann, p.agent)
         split, examples = "train", {}
         if verdict.accepted:
-            case = self.case(ann.case_id)
+            case = self.case(ann.case_id, ann.envelope.tenant_id)
             split = (case.split if case else Split.TRAIN).slug
             history = case.history if case else None
             examples = build_examples(inp, verdict, history, self.prompt_shape)
@@ -444,7 +452,7 @@ class Engine:
             rate = verdict.scores["default_rate"]
             metrics.child(metrics.AGENT_DEFAULT_RATE, p.agent).set(rate)
         for component, rows in examples.items():
-            self.writer.add(component.slug, split, rows, p.ticket)
+            self.writer.add(component.slug, split, rows, p.ticket, ann.envelope.tenant_id)
         p.ticket.release()
         if examples:
             out.sealed += self.writer.seal_full()
@@ -491,3 +499,8 @@ class Engine:
                 table.pop(key, None)
                 self._decoded.pop((id(table), key), None)
                 del index[(kind, key)]
+
+
+def _rid(event: SuggestionServed | Annotation) -> str:
+    """The ``pending`` key of an event's request: its request id within its tenant."""
+    return tenant_key(event.envelope.tenant_id, event.request_id)

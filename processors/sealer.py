@@ -1,5 +1,6 @@
-"""Open shards per (component, split), sealed by row count or age, deduplicated by
-example id against everything already sealed in the store.
+"""Open shards per (tenant, component, split), sealed by row count or age, deduplicated
+by example id, within a tenant, against everything already sealed in the store. A shard
+holds one tenant's rows: its manifest and its ``ShardSealed`` envelope name the tenant.
 
 On start (and whenever partitions are assigned) the writer reads the ``example_id`` column
 of every sealed shard it has not read yet, so a replay after a crash, or a partition that
@@ -25,12 +26,13 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kernel.envelope import DEFAULT_TENANT, Envelope, tenant_key
 from kernel.events import Component, OffsetRange, ShardSealed, Split
 from kernel.shards import ROW_SCHEMAS, Manifest, Row, ShardStore
 from processors import metrics
 from processors.offsets import Ticket
 
-Key = tuple[str, str]  # (component, split), lower case as the store spells them
+Key = tuple[str, str, str]  # (tenant, component, split), lower case as the store spells them
 
 
 @dataclass
@@ -38,6 +40,7 @@ class OpenShard:
     component: str
     split: str
     opened: float  # monotonic
+    tenant_id: str = DEFAULT_TENANT
     rows: list[Row] = field(default_factory=list)
     tickets: list[Ticket] = field(default_factory=list)
     offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # tp -> [min, max]
@@ -116,27 +119,35 @@ class ShardWriter:
                 with self.store.fs.open(m.parquet, "rb") as fh:
                     ids = pq.read_table(fh, columns=["example_id"]).column(0).to_pylist()
                 before = len(self.sealed_ids)
-                self.sealed_ids.update(ids)
+                self.sealed_ids.update(tenant_key(m.tenant_id, i) for i in ids)
                 added += len(self.sealed_ids) - before
                 self._read_manifests.add(m.shard_id)
         return added
 
-    def seen(self, example_id: str) -> bool:
-        return example_id in self.sealed_ids or example_id in self._open_ids
+    def seen(self, example_id: str, tenant: str = DEFAULT_TENANT) -> bool:
+        tid = tenant_key(tenant, example_id)
+        return tid in self.sealed_ids or tid in self._open_ids
 
-    def add(self, component: str, split: str, rows: Sequence[Row], ticket: Ticket) -> int:
+    def add(
+        self,
+        component: str,
+        split: str,
+        rows: Sequence[Row],
+        ticket: Ticket,
+        tenant: str = DEFAULT_TENANT,
+    ) -> int:
         """Buffer the rows not sealed or buffered before; returns how many were kept."""
-        fresh = [r for r in rows if not self.seen(r["example_id"])]
+        fresh = [r for r in rows if not self.seen(r["example_id"], tenant)]
         if len(fresh) < len(rows):
             metrics.DUPLICATES.inc(len(rows) - len(fresh))
         if not fresh:
             return 0
-        key = (component, split)
+        key = (tenant, component, split)
         shard = self.open.get(key)
         if shard is None:
-            shard = self.open[key] = OpenShard(component, split, self.clock())
+            shard = self.open[key] = OpenShard(component, split, self.clock(), tenant)
         shard.add(fresh, ticket)
-        self._open_ids.update(r["example_id"] for r in fresh)
+        self._open_ids.update(tenant_key(tenant, r["example_id"]) for r in fresh)
         metrics.child(metrics.SHARD_OPEN_ROWS, component, split).set(len(shard.rows))
         return len(fresh)
 
@@ -152,9 +163,10 @@ class ShardWriter:
     def seal(self, key: Key) -> SealedShard:
         """Take the open shard out and name it; write it now unless writes are deferred."""
         shard = self.open.pop(key)
-        component, split = key
+        tenant, component, split = key
         times = [r["event_time"] for r in shard.rows]
         ids = sorted(r["example_id"] for r in shard.rows)
+        tids = [tenant_key(tenant, i) for i in ids]
         now = datetime.now(UTC)
         shard_id = f"{component}-{split}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         manifest = Manifest(
@@ -171,14 +183,16 @@ class ShardWriter:
             ],
             example_ids_sha256=hashlib.sha256("\n".join(ids).encode()).hexdigest(),
             created_at=now.isoformat(),
+            tenant_id=tenant,
         )
         manifest.parquet = self.store.data_path(manifest)
         self._read_manifests.add(shard_id)
-        self.sealed_ids.update(ids)
-        self._open_ids.difference_update(ids)
+        self.sealed_ids.update(tids)
+        self._open_ids.difference_update(tids)
         metrics.SHARD_OPEN_ROWS.labels(component, split).set(0)
         uri = self.store.fs.unstrip_protocol(manifest.parquet)
         event = ShardSealed(
+            envelope=Envelope(tenant_id=tenant),
             shard_id=shard_id,
             component=Component.parse(component),
             split=Split.parse(split),

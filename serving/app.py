@@ -6,7 +6,7 @@ the replica's lifecycle watcher also drives, raises from ``check_health()`` when
 background thread died, and declares ``max_ongoing_requests``. A swap loads the new
 weights beside the old ones and replaces one reference, so no request waits or fails.
 
-``POST /v1/suggest {tenant_id, case_id, query, history}`` answers
+``POST /v1/suggest {case_id, query, history}`` (the tenant is the token's) answers
 ``{request_id, knowledge[], candidates[2], model_versions, latency_ms}`` after the
 suggestion-served event is acknowledged by Kafka (``503`` if it is not).
 """
@@ -36,6 +36,7 @@ from serving.knowledge.indexer import KnowledgeIndexer, LiveIndex
 from serving.records import Generated, GenerateRequest, Ranked, Retrieved
 from serving.retriever import load_encoder
 from serving.watcher import SWAP_FAILURES, LifecycleWatcher
+from streams.edge import Access
 
 log = logging.getLogger(__name__)
 
@@ -261,9 +262,11 @@ def _deployment(cls: Any) -> serve.Deployment:
 
 
 def build_app(settings: Settings, cfg: ServingSettings) -> serve.Application:
-    """The bound application (ingress on top), resources and replicas from ``cfg``."""
+    """The bound application (ingress on top), resources and replicas from ``cfg``.
+    Raises :class:`SecurityError` without API tokens unless ``settings.auth`` is off."""
     from serving.ingress import Ingress
 
+    Access(settings, "serving ingress")  # refuse before any replica starts
     embedded_path = settings.qdrant_url is None and str(settings.qdrant_path) != ":memory:"
     if embedded_path and cfg.retriever_replicas != 1:
         raise ValueError(
@@ -313,8 +316,11 @@ WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PA
 
 def start(settings: Settings, cfg: ServingSettings) -> DeploymentHandle:
     """Start Ray locally (or join ``cfg.ray_address``), start Serve's HTTP proxy on
-    ``cfg.host:cfg.port`` and run the application; returns the ingress handle."""
+    ``cfg.host:cfg.port`` (127.0.0.1 when auth is off) and run the application; returns
+    the ingress handle. Raises :class:`SecurityError` without tokens unless auth is off."""
     import ray
+
+    host = Access(settings, "serving ingress").bind_host(cfg.host)
 
     if not ray.is_initialized():
         runtime_env = {"env_vars": WORKER_ENV}
@@ -328,7 +334,7 @@ def start(settings: Settings, cfg: ServingSettings) -> DeploymentHandle:
                 namespace="aitl",
                 runtime_env=runtime_env,
             )
-    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    serve.start(http_options={"host": host, "port": cfg.port})
     return serve.run(build_app(settings, cfg), name=cfg.app_name, route_prefix="/")
 
 

@@ -71,6 +71,17 @@ class ServingSettings(BaseSettings):
         default=True, description="replicas hot-swap from the model lifecycle topic"
     )
     publish_timeout_s: float = Field(default=10.0, description="wait for Kafka's ack")
+    # /v1/suggest limits (docs/security.md)
+    request_timeout_s: float = Field(
+        default=120.0, gt=0, description="a suggestion taking longer is a 504"
+    )
+    max_body_bytes: int = Field(default=262_144, ge=1, description="largest body read (413)")
+    max_depth: int = Field(default=16, ge=2, description="deepest JSON nesting parsed (400)")
+    max_text_chars: int = Field(
+        default=4000, ge=1, description="longest query, history turn or any string (400)"
+    )
+    max_history_turns: int = Field(default=50, ge=0, description="most history turns (400)")
+    max_id_chars: int = Field(default=200, ge=1, description="longest case id (400)")
     torch_threads: int = Field(default=2, description="intra-op threads per replica")
     # replicas and resources
     retriever_replicas: int = 1

@@ -1,16 +1,21 @@
 """HTTP ingress of the serving application: ``/v1/suggest``, ``/healthz``, ``/metrics``.
 
-Bearer-token auth as in the gateway (``AITL_API_TOKENS``; ``/healthz`` and ``/metrics``
-stay open for probes and scrapers). The suggestion-served event is produced and
-acknowledged before the answer goes out, so an agent never sees a suggestion that its
-annotations could not be joined to.
+Bearer-token auth as in the gateway (``AITL_API_TOKENS``, :class:`streams.edge.Access`;
+``/healthz`` and ``/metrics`` stay open for probes and scrapers): the token's tenant is the
+suggestion's, and a body naming another is a ``403``. The body must be
+``application/json`` (``415``), at most ``max_body_bytes`` (``413``), within the query,
+history and id caps of :class:`ServingSettings` (``400``); a suggestion that takes longer
+than ``request_timeout_s`` is a ``504``. Errors carry a ``request_id`` (also
+``X-Request-ID``) that finds the details in the replica's log, never exception text. The
+suggestion-served event is produced and acknowledged before the answer goes out, so an
+agent never sees a suggestion that its annotations could not be joined to.
 
 No ``from __future__ import annotations`` here: FastAPI reads the route signatures
 (``request: Request``) at runtime through Serve's class-based ingress.
 """
 
 import asyncio
-import hmac
+import logging
 import threading
 import time
 import uuid
@@ -36,10 +41,13 @@ from ray.serve.handle import DeploymentHandle
 from kernel.errors import DeliveryError, InfraError
 from kernel.events import Candidate, Envelope, ScoredKnowledge, SuggestionServed
 from kernel.prompt import retrieval_query
-from kernel.settings import Settings
+from kernel.settings import Principal, Settings
 from serving.config import ServingSettings
 from serving.records import Generated, GenerateRequest, Ranked, Retrieved
+from streams.edge import Access, Refused, long_strings, parse_json, read_body, require_json
 from streams.producer import Publisher
+
+log = logging.getLogger(__name__)
 
 
 class ServingMetrics:
@@ -88,21 +96,54 @@ class TurnIn(BaseModel):
 
 
 class SuggestRequest(BaseModel):
-    """The body of ``POST /v1/suggest``."""
+    """The body of ``POST /v1/suggest``; the tenant is the token's (a ``tenant_id`` here
+    may only repeat it)."""
 
-    tenant_id: str = Field(default="default", min_length=1)
+    tenant_id: str | None = Field(default=None, min_length=1)
     case_id: str = Field(min_length=1)
     query: str = Field(min_length=1, description="the customer's latest message")
     history: list[TurnIn] = Field(default_factory=list, description="earlier turns, oldest first")
 
 
-def _errors(exc: Exception) -> list[dict[str, str]]:
-    if isinstance(exc, ValidationError):
-        return [
-            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-            for e in exc.errors()
-        ]
-    return [{"field": "(body)", "message": "body is not valid JSON"}]
+def _errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+        for e in exc.errors()
+    ]
+
+
+def _invalid(*errors: tuple[str, str]) -> Refused:
+    return Refused(
+        400, "invalid suggest request", errors=[{"field": f, "message": m} for f, m in errors]
+    )
+
+
+async def admit(
+    request: Request, access: Access, cfg: ServingSettings
+) -> tuple[Principal, SuggestRequest]:
+    """Who asks and what, or :class:`Refused`: ``401`` without a valid token, ``415`` not
+    JSON, ``413`` too large, ``400`` not JSON, too deep, invalid or over a cap, ``403`` a
+    body naming a tenant the token does not stand for."""
+    principal = access.authenticate(request.headers)
+    if principal is None:
+        raise Refused(401, "missing or invalid bearer token")
+    require_json(request.headers)
+    parsed = parse_json(await read_body(request, cfg.max_body_bytes), cfg.max_depth)
+    too_long = long_strings(parsed, cfg.max_text_chars)
+    if too_long:
+        message = f"longer than {cfg.max_text_chars} characters"
+        raise _invalid(*((p, message) for p in too_long))
+    try:
+        body = SuggestRequest.model_validate(parsed)
+    except ValidationError as exc:
+        raise Refused(400, "invalid suggest request", errors=_errors(exc)) from None
+    if len(body.history) > cfg.max_history_turns:
+        raise _invalid(("history", f"{len(body.history)} turns; at most {cfg.max_history_turns}"))
+    if len(body.case_id) > cfg.max_id_chars:
+        raise _invalid(("case_id", f"longer than {cfg.max_id_chars} characters"))
+    if body.tenant_id not in (None, principal.tenant_id):
+        raise Refused(403, "the request names a tenant this token does not stand for")
+    return principal, body
 
 
 api = FastAPI(title="aitl serving", version="1")
@@ -123,7 +164,8 @@ class Ingress:
     ) -> None:
         self.retriever, self.ranker, self.generator = retriever, ranker, generator
         self.settings, self.cfg = settings, cfg
-        self.tokens = settings.token_set()
+        self.access = Access(settings, "serving ingress")
+        self.access.warn_if_open()
         overrides: dict[str, Any] = {"message.timeout.ms": int(cfg.publish_timeout_s * 1000)}
         self.publisher = Publisher(
             settings.kafka, producer_name="aitl-serving", tenant_id=settings.tenant_id, **overrides
@@ -137,44 +179,45 @@ class Ingress:
         while not self._stop.is_set():
             self.publisher.poll(0.05)
 
-    def _authorized(self, request: Request) -> bool:
-        if not self.tokens:
-            return True
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and any(
-            hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens
-        )
-
     @api.post("/v1/suggest")
     async def suggest(self, request: Request) -> JSONResponse:
         started = time.perf_counter()
-        if not self._authorized(request):
-            self.prom.requests.labels("401").inc()
-            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
+        # Serve's proxy gives each request an id (the client's X-Request-ID, or its own)
+        # and puts it on the answer; outside Serve the ingress makes one and sets it
+        given = request.headers.get("x-request-id")
+        request_id = given[:100] if given else uuid.uuid4().hex
+        headers = {} if given else {"X-Request-ID": request_id}
         try:
-            body = SuggestRequest.model_validate(await request.json())
-        except (ValueError, ValidationError) as exc:
-            self.prom.requests.labels("400").inc()
-            return JSONResponse({"error": "invalid suggest request", "errors": _errors(exc)}, 400)
-        stage = "retrieve"
+            principal, body = await admit(request, self.access, self.cfg)
+        except Refused as refused:
+            self.prom.requests.labels(str(refused.status)).inc()
+            out = refused.body | {"request_id": request_id}
+            return JSONResponse(out, status_code=refused.status, headers=headers)
+        stage = "pipeline"
         try:
-            event, response = await self._pipeline(body, started)
-            stage = "publish"
-            t = time.perf_counter()
-            await self._publish(event)
+            async with asyncio.timeout(self.cfg.request_timeout_s):
+                event, response = await self._pipeline(body, principal, started)
+                stage = "publish"
+                t = time.perf_counter()
+                await self._publish(event)
             self.prom.stage_seconds.labels("publish").observe(time.perf_counter() - t)
-        except Exception as exc:
-            self.prom.errors.labels(stage if stage == "publish" else "pipeline").inc()
-            self.prom.requests.labels("503" if stage == "publish" else "500").inc()
-            status = 503 if stage == "publish" else 500
-            return JSONResponse({"error": f"{stage} failed: {exc}"}, status_code=status)
+        except Exception as exc:  # the text stays in the log, under the request id
+            timed_out = isinstance(exc, TimeoutError)
+            status = 504 if timed_out else 503 if stage == "publish" else 500
+            log.error("suggest %s: %s failed", request_id, stage, exc_info=exc)
+            self.prom.errors.labels(stage).inc()
+            self.prom.requests.labels(str(status)).inc()
+            error = f"{stage} {'timed out' if timed_out else 'failed'}; the log has it"
+            return JSONResponse(
+                {"error": error, "request_id": request_id}, status_code=status, headers=headers
+            )
         total = time.perf_counter() - started
         self.prom.stage_seconds.labels("total").observe(total)
         self.prom.requests.labels("200").inc()
-        return JSONResponse(response | {"latency_ms": total * 1000})
+        return JSONResponse(response | {"latency_ms": total * 1000}, headers=headers)
 
     async def _pipeline(
-        self, body: SuggestRequest, started: float
+        self, body: SuggestRequest, principal: Principal, started: float
     ) -> tuple[SuggestionServed, dict[str, Any]]:
         """Retrieve, rank, generate; the suggestion event and the response body."""
         history = [(t.speaker, t.text) for t in body.history]
@@ -207,7 +250,7 @@ class Ingress:
             for c in generated.candidates
         ]
         event = SuggestionServed(
-            envelope=Envelope(tenant_id=body.tenant_id, producer="aitl-serving"),
+            envelope=Envelope(tenant_id=principal.tenant_id, producer="aitl-serving"),
             request_id=request_id,
             case_id=body.case_id,
             query=query,
@@ -275,8 +318,9 @@ class Ingress:
                 ),
                 timeout=30,
             )
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+        except Exception:  # an open probe: the cause goes to the log, not the answer
+            log.exception("healthz: a deployment did not answer")
+            return JSONResponse({"status": "unavailable"}, status_code=503)
         retriever, ranker, generator = parts
         # not ready before the retriever has read the knowledge topic to its end: a search
         # over a half-built index would answer, and answer worse

@@ -1,30 +1,35 @@
 """HTTP gateway for platforms that push webhooks instead of using the SDK.
 
 ``POST /v1/events/{type}`` takes one JSON event or a list, validates every one, produces
-them and answers ``202 {"event_ids": [...]}`` once the cluster acknowledged them all.
-Invalid input gets ``400`` with field errors and nothing is produced; if Kafka does not
-acknowledge in time the answer is ``503`` (the client retries; ids make retries safe).
+them and answers ``202 {"event_ids": [...], "results": [...]}`` once the cluster
+acknowledged them all. Invalid input gets ``400`` with field errors and nothing is
+produced; if Kafka does not acknowledge in time the answer is ``503`` whose ``results``
+say which items were accepted, so the client retries the batch and only the rest is
+published (a client ``envelope.event_id`` or an ``Idempotency-Key`` header fixes the ids;
+:mod:`streams.idempotency`).
 
-Clients publish only the types whose class says ``client_publishable`` (interactions,
-suggestions, every annotation type); the others (``model``, ``knowledge``,
-``judge-verdict``, ``shard-sealed``) steer the system and get ``403``. The body must be
-``application/json`` (``415``), at most ``gateway_max_body_bytes`` (``413``), at most
-``gateway_max_batch`` events (``413``) nested at most ``gateway_max_depth`` deep (``400``).
-Every answer carries an ``X-Request-ID``; an error's details go to the log under it, never
-into the answer. Metric labels name a known type only, so clients cannot grow the series.
+A bearer token stands for a tenant and a producer: the gateway stamps both into every
+envelope, and a body that names another tenant is a ``403``. Clients publish only the
+types whose class says ``client_publishable`` (interactions, suggestions, every
+annotation type); the others (``model``, ``knowledge``, ``judge-verdict``,
+``shard-sealed``) steer the system and get ``403``. The body must be ``application/json``
+(``415``), at most ``gateway_max_body_bytes`` (``413``), at most ``gateway_max_batch``
+events (``413``), nested at most ``gateway_max_depth`` deep (``400``), no string longer
+than ``gateway_max_field_chars`` (``400``). Every answer carries an ``X-Request-ID``; an
+error's details go to the log under it, never into the answer. Metric labels name a known
+type only, so clients cannot grow the series.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -32,15 +37,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from kernel.errors import AitlError, SecurityError
-from kernel.events import EVENT_TYPES
-from kernel.settings import Settings
+from kernel.errors import SecurityError
+from kernel.events import EVENT_TYPES, Event
+from kernel.settings import Principal, Settings
+from streams.edge import Access, Refused, long_strings, parse_json, read_body, require_json
+from streams.idempotency import MAX_KEY_CHARS, RecentIds, derived_event_id
 from streams.producer import InvalidEvent, Publisher
 
 log = logging.getLogger(__name__)
 
 REQUESTS = Counter("aitl_gateway_requests_total", "Gateway requests", ["event_type", "status"])
 EVENTS = Counter("aitl_gateway_events_total", "Events accepted by the gateway", ["event_type"])
+DUPLICATES = Counter(
+    "aitl_gateway_duplicates_total", "Retried events already accepted, not published again"
+)
 LATENCY = Histogram(
     "aitl_gateway_request_seconds",
     "Gateway request latency, validation to acknowledgement",
@@ -50,6 +60,8 @@ LATENCY = Histogram(
 PUBLISHABLE = frozenset(t for t, cls in EVENT_TYPES.items() if cls.client_publishable)
 UNKNOWN = "unknown"  # the metric label of a type not in EVENT_TYPES
 UNAUTHORIZED = "unauthorized"  # the label of a 401: an unauthenticated URL labels nothing
+PRODUCER = "aitl-gateway"  # the envelope's producer when the token names none
+ACCEPTED, DUPLICATE, FAILED = "accepted", "duplicate", "failed"
 
 
 class _Poller:
@@ -75,19 +87,30 @@ class _Poller:
         self.publisher.close(10)
 
 
-def _resolve(fut: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:
-    if not fut.done():
-        fut.set_result(err)
+@dataclass(frozen=True)
+class _Limits:
+    body_bytes: int
+    batch: int
+    depth: int
+    field_chars: int
 
 
 def create_app(
     settings: Settings, *, ack_timeout_s: float = 10.0, publisher: Publisher | None = None
 ) -> FastAPI:
     """The gateway application; ``ack_timeout_s`` bounds the wait for Kafka. A given
-    ``publisher`` (tests) replaces the one built from ``settings``; it is closed on exit."""
-    tokens = settings.token_set()
+    ``publisher`` (tests) replaces the one built from ``settings``; it is closed on exit.
+    Raises :class:`SecurityError` without tokens unless ``settings.auth`` is ``off``."""
+    access = Access(settings, "gateway")
+    limits = _Limits(
+        settings.gateway_max_body_bytes,
+        settings.gateway_max_batch,
+        settings.gateway_max_depth,
+        settings.gateway_max_field_chars,
+    )
+    recent = RecentIds(settings.gateway_idempotency_cache)
     state: dict[str, Any] = {}
-    lifespan = _lifespan(settings, ack_timeout_s, state, publisher)
+    lifespan = _lifespan(settings, access, ack_timeout_s, state, publisher)
     app = FastAPI(title="aitl gateway", version="1", lifespan=lifespan)
 
     @app.post("/v1/events/{event_type}")
@@ -96,16 +119,17 @@ def create_app(
         request_id = uuid.uuid4().hex
         label = _label(event_type)
         try:
-            if not _authorized(tokens, request):
+            principal = access.authenticate(request.headers)
+            if principal is None:
                 label = UNAUTHORIZED
-                raise _Refused(401, "missing or invalid bearer token")
+                raise Refused(401, "missing or invalid bearer token")
             _admit(event_type, request)
-            body = await _read_body(request, settings.gateway_max_body_bytes)
-            items = _parse(body, settings.gateway_max_batch, settings.gateway_max_depth)
+            key = _idempotency_key(request)
+            items = _parse(await read_body(request, limits.body_bytes), limits)
             publisher: Publisher = state["publisher"]
-            _validate(publisher, items, event_type)
-            ids = await _produce(publisher, items, event_type, ack_timeout_s, request_id)
-        except _Refused as refused:
+            events = _validate(publisher, items, event_type, principal, key)
+            results = await _produce(publisher, events, recent, ack_timeout_s, request_id)
+        except Refused as refused:
             REQUESTS.labels(label, str(refused.status)).inc()
             body_out = {**refused.body, "request_id": request_id}
             return _answer(refused.status, body_out, request_id, refused.headers)
@@ -115,9 +139,10 @@ def create_app(
             error = "internal error; the gateway log has it under the request id"
             return _answer(500, {"error": error, "request_id": request_id}, request_id)
         REQUESTS.labels(label, "202").inc()
-        EVENTS.labels(label).inc(len(ids))
+        EVENTS.labels(label).inc(sum(r["status"] == ACCEPTED for r in results))
         LATENCY.observe(time.perf_counter() - started)
-        return _answer(202, {"event_ids": [str(i) for i in ids]}, request_id)
+        ids = [r["event_id"] for r in results]
+        return _answer(202, {"event_ids": ids, "results": results}, request_id)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -127,20 +152,26 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.state.access = access
     return app
 
 
 def _lifespan(
-    settings: Settings, ack_timeout_s: float, state: dict[str, Any], given: Publisher | None
+    settings: Settings,
+    access: Access,
+    ack_timeout_s: float,
+    state: dict[str, Any],
+    given: Publisher | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The app's lifespan: one publisher (and its delivery poller) for all requests, its
     message timeout the ack timeout so Kafka gives up before the client does."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        access.warn_if_open()
         overrides: dict[str, Any] = {"message.timeout.ms": int(ack_timeout_s * 1000)}
         publisher = given or Publisher(
-            settings.kafka, producer_name="aitl-gateway", tenant_id=settings.tenant_id, **overrides
+            settings.kafka, producer_name=PRODUCER, tenant_id=settings.tenant_id, **overrides
         )
         state["publisher"] = publisher
         state["poller"] = _Poller(publisher)
@@ -148,19 +179,6 @@ def _lifespan(
         state["poller"].close()
 
     return lifespan
-
-
-class _Refused(AitlError):
-    """A request the gateway answers with ``status`` instead of ``202``: ``body`` is what
-    the client reads (an ``error`` and any details), never an exception's text."""
-
-    def __init__(
-        self, status: int, error: str, headers: dict[str, str] | None = None, **details: Any
-    ) -> None:
-        super().__init__(error, status=status)
-        self.status = status
-        self.body: dict[str, Any] = {"error": error, **details}
-        self.headers = headers or {}
 
 
 def _answer(
@@ -177,149 +195,171 @@ def _label(event_type: str) -> str:
     return event_type if event_type in EVENT_TYPES else UNKNOWN
 
 
-def _authorized(tokens: frozenset[str], request: Request) -> bool:
-    """Whether the request carries one of the bearer tokens (always, when auth is off);
-    compared in constant time so a token cannot be guessed byte by byte."""
-    if not tokens:
-        return True
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and any(
-        hmac.compare_digest(token.encode(), t.encode()) for t in tokens
-    )
-
-
 def _admit(event_type: str, request: Request) -> None:
     """Refuse a type clients may not publish (``403``; an unknown type is left to the
     validation, which names the known ones) and a body that is not JSON (``415``)."""
     if event_type in EVENT_TYPES and event_type not in PUBLISHABLE:
-        raise _Refused(
+        raise Refused(
             403,
             f"{event_type} events are internal: clients may not publish them",
             publishable=sorted(PUBLISHABLE),
         )
-    if not _is_json(request.headers.get("content-type", "")):
-        raise _Refused(415, "Content-Type must be application/json (UTF-8)")
+    require_json(request.headers)
 
 
-def _is_json(content_type: str) -> bool:
-    """``application/json``, optionally with a UTF-8 charset (RFC 8259: JSON is UTF-8)."""
-    media, *params = (p.strip().lower() for p in content_type.split(";"))
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
-            return False
-    return media == "application/json"
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= MAX_KEY_CHARS:
+        raise Refused(400, f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters")
+    return key
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, or ``413`` as soon as it is longer than ``limit`` bytes: by its declared
-    length before reading, by what arrived while reading (chunked uploads)."""
-    too_large = _Refused(413, f"body larger than {limit} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
-
-
-def _parse(body: bytes, max_batch: int, max_depth: int) -> list[dict[str, Any]]:
+def _parse(body: bytes, limits: _Limits) -> list[dict[str, Any]]:
     """The body as a list of JSON objects (one object counts as a list of one); ``400``
-    when it is not JSON, nests deeper than ``max_depth`` or is not objects, ``413`` when
-    it holds more than ``max_batch``."""
-    too_deep = _Refused(400, f"JSON nested deeper than {max_depth} levels")
-    if _nests_deeper(body, max_depth):
-        raise too_deep
-    try:
-        parsed = json.loads(body)
-    except RecursionError:  # only when max_depth is set above the interpreter's limit
-        raise too_deep from None
-    except ValueError:
-        raise _Refused(400, "body is not valid JSON") from None
+    when it is not JSON, nests too deep, is not objects or holds a string longer than
+    ``limits.field_chars``; ``413`` when it holds more than ``limits.batch``."""
+    parsed = parse_json(body, limits.depth)
     items = parsed if isinstance(parsed, list) else [parsed]
-    if len(items) > max_batch:
-        raise _Refused(413, f"{len(items)} events in one request; at most {max_batch}")
+    if len(items) > limits.batch:
+        raise Refused(413, f"{len(items)} events in one request; at most {limits.batch}")
     if not items or not all(isinstance(i, dict) for i in items):
-        raise _Refused(400, "body must be a JSON object or a non-empty list of objects")
+        raise Refused(400, "body must be a JSON object or a non-empty list of objects")
+    too_long = long_strings(items, limits.field_chars)
+    if too_long:
+        errors = [
+            _field_error(path, f"longer than {limits.field_chars} characters") for path in too_long
+        ]
+        raise Refused(400, f"a field longer than {limits.field_chars} characters", errors=errors)
     return items
 
 
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+def _field_error(path: str, message: str) -> dict[str, Any]:
+    """``0.history.1.text`` as ``{"index": 0, "field": "history.1.text", ...}``."""
+    index, _, field = path.partition(".")
+    return {"index": int(index) if index.isdigit() else 0, "field": field, "message": message}
 
 
-def _nests_deeper(body: bytes, limit: int) -> bool:
-    """Whether the JSON text opens more than ``limit`` brackets at once, counted outside
-    strings and without recursion: ``[`` x 200,000 is a 400, not a RecursionError.
-
-    Escaped backslashes, then escaped quotes, are dropped, so every quote left opens or
-    closes a string; the text between quotes alternates outside/inside. All linear passes
-    in C; Python steps only through the brackets, and stops at the first too deep."""
-    text = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = b"".join(text.split(b'"')[::2]).translate(None, _NOT_BRACKET)
-    depth = 0
-    for byte in brackets:
-        depth += 1 if byte in b"[{" else -1
-        if depth > limit:
-            return True
-    return False
-
-
-def _validate(publisher: Publisher, items: list[dict[str, Any]], event_type: str) -> None:
-    """``400`` listing every field error of every item: a batch with one bad event
-    produces nothing."""
+def _validate(
+    publisher: Publisher,
+    items: list[dict[str, Any]],
+    event_type: str,
+    principal: Principal,
+    key: str | None,
+) -> list[Event]:
+    """The events, their envelopes stamped with the token's tenant and producer (and the
+    ids an idempotency key derives); ``400`` listing every field error of every item, so
+    a batch with one bad event produces nothing; ``403`` if an item names another tenant."""
     errors: list[dict[str, Any]] = []
+    foreign: list[int] = []
+    events: list[Event] = []
+    producer = principal.producer or PRODUCER
     for index, item in enumerate(items):
         try:
-            publisher.prepare(item, event_type)
+            event = publisher.prepare(item, event_type)
         except InvalidEvent as exc:
             errors.extend({"index": index, "field": f, "message": m} for f, m in exc.errors.items())
+            continue
+        raw = item.get("envelope")
+        given: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if given.get("tenant_id", principal.tenant_id) != principal.tenant_id:
+            foreign.append(index)
+        stamp: dict[str, Any] = {"tenant_id": principal.tenant_id, "producer": producer}
+        if key is not None and "event_id" not in given:
+            stamp["event_id"] = derived_event_id(principal.tenant_id, key, event_type, index)
+        events.append(
+            event.model_copy(update={"envelope": event.envelope.model_copy(update=stamp)})
+        )
     if errors:
-        raise _Refused(400, f"invalid {event_type} event", errors=errors)
+        raise Refused(400, f"invalid {event_type} event", errors=errors)
+    if foreign:
+        raise Refused(403, "the events name a tenant this token does not stand for", items=foreign)
+    return events
 
 
 async def _produce(
     publisher: Publisher,
-    items: list[dict[str, Any]],
-    event_type: str,
+    events: list[Event],
+    recent: RecentIds,
     ack_timeout_s: float,
     request_id: str,
-) -> list[uuid.UUID]:
-    """Produce the items and wait for the cluster's acknowledgements: the event ids, or
-    ``503`` on any delivery failure (a timeout counts as one) so the client retries. The
-    failure goes to the log under the request id, not to the client."""
+) -> list[dict[str, Any]]:
+    """Produce the events not acknowledged before and wait for the cluster: each item's
+    result (``accepted``, ``duplicate``: acknowledged by an earlier request), or ``503``
+    with the results (``failed`` ones are to retry) on any delivery failure (a timeout
+    counts as one). The failure goes to the log under the request id, not to the client."""
     loop = asyncio.get_running_loop()
-    pending: dict[uuid.UUID, asyncio.Future[KafkaError | None]] = {}
+    waits: list[asyncio.Future[bool]] = []
+    status: list[str] = []
+    fresh: list[Event] = []
+    mine: dict[uuid.UUID, asyncio.Future[bool]] = {}
+    for event in events:
+        k = (event.envelope.tenant_id, event.envelope.event_id)
+        if k in recent:
+            status.append(DUPLICATE)
+            waits.append(_done(loop))
+        elif k in recent.in_flight:  # a retry while the first attempt waits: share its fate
+            status.append(DUPLICATE)
+            waits.append(recent.in_flight[k])
+        else:
+            status.append(ACCEPTED)
+            fut = recent.in_flight[k] = mine[event.envelope.event_id] = loop.create_future()
+            waits.append(fut)
+            fresh.append(event)
 
     def delivered(event_id: uuid.UUID, err: KafkaError | None) -> None:
-        fut = pending.get(event_id)
+        fut = mine.get(event_id)
         if fut is not None:
-            loop.call_soon_threadsafe(_resolve, fut, err)
+            loop.call_soon_threadsafe(_settle, fut, err)
 
-    # futures are registered before produce so no report can arrive unseen
-    prepared = [publisher.prepare(item, event_type) for item in items]
-    for event in prepared:
-        pending[event.envelope.event_id] = loop.create_future()
-    ids = publisher.publish_many(prepared, on_delivery=delivered)
+    first_error: list[KafkaError] = []
+
+    def _settle(fut: asyncio.Future[bool], err: KafkaError | None) -> None:
+        if err is not None and not first_error:
+            first_error.append(err)
+        if not fut.done():
+            fut.set_result(err is None)
+
     try:
-        results = await asyncio.wait_for(
-            asyncio.gather(*pending.values()), timeout=ack_timeout_s + 2
+        if fresh:
+            publisher.publish_many(fresh, on_delivery=delivered)
+        done, _ = await asyncio.wait(waits, timeout=ack_timeout_s + 2) if waits else (set(), set())
+    finally:
+        for event in fresh:
+            k = (event.envelope.tenant_id, event.envelope.event_id)
+            fut = mine[event.envelope.event_id]
+            if recent.in_flight.get(k) is fut:
+                del recent.in_flight[k]
+            if not fut.done():
+                fut.set_result(False)  # a retry waiting on this attempt retries itself
+            elif fut.result():
+                recent.add(k)
+    results = []
+    for event, state, fut in zip(events, status, waits, strict=True):
+        ok = fut in done and fut.result()
+        results.append(
+            {"event_id": str(event.envelope.event_id), "status": state if ok else FAILED}
         )
-    except TimeoutError:
-        results = [KafkaError(KafkaError._MSG_TIMED_OUT)]
-    failures = [r for r in results if r is not None]
-    if failures:
+    DUPLICATES.inc(sum(r["status"] == DUPLICATE for r in results))
+    failed = sum(r["status"] == FAILED for r in results)
+    if failed:
         log.warning(
             "gateway request %s: %d of %d events not acknowledged: %s",
             request_id,
-            len(failures),
-            len(ids),
-            failures[0],
+            failed,
+            len(results),
+            first_error[0] if first_error else "timed out",
         )
-        raise _Refused(
-            503, "Kafka did not acknowledge the events; retry", headers={"Retry-After": "5"}
+        raise Refused(
+            503,
+            "Kafka did not acknowledge every event; retry the request (accepted ones are not "
+            "published again)",
+            headers={"Retry-After": "5"},
+            results=[{"index": i, **r} for i, r in enumerate(results)],
         )
-    return ids
+    return [{"index": i, **r} for i, r in enumerate(results)]
+
+
+def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[bool]:
+    fut: asyncio.Future[bool] = loop.create_future()
+    fut.set_result(True)
+    return fut

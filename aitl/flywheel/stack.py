@@ -81,6 +81,8 @@ class Stack:
             "AITL_CHECKPOINT_STORE": str(w / "checkpoints"),
             "AITL_QDRANT_PATH": str(w / "qdrant"),
             "AITL_SERVE_PORT": str(self.serve_port),
+            # one machine, loopback only: the services start without tokens (and say so)
+            "AITL_AUTH": "off",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
@@ -99,6 +101,7 @@ class Stack:
             shard_store=env["AITL_SHARD_STORE"],
             checkpoint_store=env["AITL_CHECKPOINT_STORE"],
             qdrant_path=Path(env["AITL_QDRANT_PATH"]),
+            auth="off",
         )
 
     @property

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from kernel.annotations import Annotation, JudgeInput
-from kernel.events import JudgeVerdict
+from kernel.events import Envelope, JudgeVerdict
 from kernel.reasons import REJECTING, Reason, reason_code, rejects
 
 
@@ -31,8 +31,9 @@ class Verdict:
         return replace(self, reasons=(*self.reasons, *extra))
 
     def to_event(self, ann: Annotation, agent: str) -> JudgeVerdict:
-        """The verdict as published on the judge-verdict topic."""
+        """The verdict as published on the judge-verdict topic, in the annotation's tenant."""
         return JudgeVerdict(
+            envelope=Envelope(tenant_id=ann.envelope.tenant_id, producer="aitl-processors"),
             annotation_event_id=ann.envelope.event_id,
             annotation_type=ann.annotation_type,
             request_id=ann.request_id,

@@ -125,6 +125,7 @@ def gateway(kafka_settings: KafkaSettings) -> Iterator[Callable[..., str]]:
 
     def start(kafka: KafkaSettings = kafka_settings, **settings: Any) -> str:
         port = free_port()
+        settings = {"auth": "off"} | settings  # loopback, no tokens unless a test sets some
         app = create_app(Settings(kafka=kafka, **settings), ack_timeout_s=3.0)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         thread = threading.Thread(target=server.run, daemon=True)
@@ -192,6 +193,44 @@ def test_gateway_errors_are_clear(
         r = client.post("/v1/events/adoption", json=good, headers=auth)
         assert r.status_code == 202
         assert client.get("/metrics").text.count("aitl_gateway_requests_total") > 0
+
+
+def test_a_retried_gateway_batch_is_published_once(
+    kafka_settings: KafkaSettings, gateway: Callable[..., str]
+) -> None:
+    """A client that lost the answer retries the batch: by its Idempotency-Key, or by its
+    own event ids; each event reaches the topic once, stamped with the token's tenant. A
+    restarted gateway (its memory gone) gives the retry the same event ids, so what it
+    publishes again is dropped downstream (example ids derive from event ids)."""
+    ensure_topics(kafka_settings)
+    url = gateway(api_tokens="tok-a:acme:crm")
+    keyed = [as_json(interaction(i % 7, i)) for i in range(50)]
+    own = [
+        as_json(interaction(i % 7, 50 + i)) | {"envelope": {"event_id": str(uuid.uuid4())}}
+        for i in range(10)
+    ]
+    auth = {"Authorization": "Bearer tok-a"}
+    key = auth | {"Idempotency-Key": "batch-7"}
+    ids: list[str] = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for headers, batch in ((key, keyed), (auth, own)):
+            first = client.post("/v1/events/interaction", json=batch, headers=headers)
+            again = client.post("/v1/events/interaction", json=batch, headers=headers)
+            assert first.status_code == again.status_code == 202, again.text
+            assert first.json()["event_ids"] == again.json()["event_ids"]
+            assert {r["status"] for r in again.json()["results"]} == {"duplicate"}
+            ids += first.json()["event_ids"]
+    restarted = gateway(api_tokens="tok-a:acme:crm")
+    with httpx.Client(base_url=restarted, timeout=30) as client:
+        r = client.post("/v1/events/interaction", json=keyed[:5], headers=key)
+        assert r.json()["event_ids"] == ids[:5]
+    topic = Topics(kafka_settings).for_event(ev.CustomerInteraction)
+    got = consume_all(kafka_settings, [topic], len(ids) + 5)
+    assert len(got) == len(ids) + 5  # the restarted gateway's 5 again, nothing else
+    assert {str(d.event.envelope.event_id) for d in got} == set(ids)
+    assert {(d.event.envelope.tenant_id, d.event.envelope.producer) for d in got} == {
+        ("acme", "crm")
+    }
 
 
 def test_gateway_answers_503_when_kafka_is_down(gateway: Callable[..., str]) -> None:

@@ -102,7 +102,7 @@ def serving(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
         pub.publish_many(knowledge_events(dataset.knowledge))
 
     settings = Settings(
-        kafka=kafka, qdrant_path=Path(":memory:"), api_tokens=TOKEN, prompt_knowledge=2
+        kafka=kafka, qdrant_path=Path(":memory:"), api_tokens=f"{TOKEN}:acme", prompt_knowledge=2
     )
     cfg = ServingSettings(
         port=free_port(),
@@ -185,6 +185,11 @@ def test_refusals_health_and_metrics(serving: Serving) -> None:
     r = httpx.post(f"{serving.url}/v1/suggest", json={"query": "hi"}, headers=AUTH, timeout=30)
     assert r.status_code == 400
     assert any(e["field"] == "case_id" for e in r.json()["errors"])
+    other = body_for(1, serving.dataset) | {"tenant_id": "globex"}  # the token is acme's
+    r = httpx.post(f"{serving.url}/v1/suggest", json=other, headers=AUTH, timeout=30)
+    assert r.status_code == 403 and r.json()["request_id"] == r.headers["x-request-id"]
+    r = httpx.post(f"{serving.url}/v1/suggest", content=b"{}", headers=AUTH, timeout=30)
+    assert r.status_code == 415
     health = httpx.get(f"{serving.url}/healthz", timeout=60)
     assert health.status_code == 200
     assert health.json()["retriever"]["objects"] >= len(serving.dataset.knowledge)

@@ -204,8 +204,14 @@ def test_processors_can_scale_out() -> None:
 
 
 def test_host_ports_are_unique() -> None:
-    host_ports = [p.split(":")[0] for s in services().values() for p in s.get("ports", [])]
+    host_ports = [p.split(":")[-2] for s in services().values() for p in s.get("ports", [])]
     assert len(host_ports) == len(set(host_ports))
+
+
+def test_published_ports_are_bound_to_the_loopback_address() -> None:
+    """Nothing is reachable from the network by default (docs/security.md)."""
+    ports = [p for s in services().values() for p in s.get("ports", [])]
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports), ports
 
 
 def test_environment_variables_are_settings_or_known_to_their_image() -> None:

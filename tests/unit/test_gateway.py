@@ -12,7 +12,8 @@ import pytest
 from confluent_kafka import KafkaError
 from fastapi.testclient import TestClient
 
-from kernel.events import ANNOTATIONS, EVENT_TYPES
+from kernel.errors import SecurityError
+from kernel.events import ANNOTATIONS, EVENT_TYPES, Event
 from kernel.settings import KafkaSettings, Settings
 from streams.gateway import PUBLISHABLE, create_app
 from streams.producer import DeliveryCallback, Publisher
@@ -24,13 +25,16 @@ INTERNAL = ("model", "knowledge", "judge-verdict", "shard-sealed")
 
 
 class FakeKafka(Publisher):
-    """The real validation, envelope and encoding; the produce is recorded and
-    acknowledged at once (or refused with ``error``)."""
+    """The real validation, envelope and encoding; the produce is recorded (topic, and the
+    decoded event) and acknowledged at once, or refused with ``error``, or with
+    ``fail_calls`` (the 0-based produce calls to refuse)."""
 
     def __init__(self) -> None:
         super().__init__(KafkaSettings(), producer_name="aitl-gateway")
         self.sent: list[str] = []
+        self.events: list[Event] = []
         self.error: KafkaError | None = None
+        self.fail_calls: set[int] = set()
 
     def _produce(
         self,
@@ -40,9 +44,12 @@ class FakeKafka(Publisher):
         event_id: uuid.UUID,
         on_delivery: DeliveryCallback | None,
     ) -> None:
+        call = len(self.sent)
         self.sent.append(topic)
+        self.events.append(self.serde.decode(value))
+        error = KafkaError(KafkaError._MSG_TIMED_OUT) if call in self.fail_calls else self.error
         if on_delivery is not None:
-            on_delivery(event_id, self.error)
+            on_delivery(event_id, error)
 
 
 @pytest.fixture
@@ -56,7 +63,7 @@ def gateway(kafka: FakeKafka) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
     def start(**overrides: Any) -> TestClient:
-        settings = Settings(api_tokens=TOKEN, **overrides)
+        settings = Settings(**({"api_tokens": TOKEN} | overrides))
         client = TestClient(create_app(settings, ack_timeout_s=0.5, publisher=kafka))
         clients.append(client.__enter__())
         return client
@@ -232,3 +239,152 @@ def test_errors_carry_a_request_id_and_never_exception_text(
     assert any(r.json()["request_id"] in m for m in caplog.messages)
     r = client.post("/v1/events/interaction", json={"case_id": 1}, headers=AUTH)
     assert r.status_code == 400 and r.json()["request_id"] == r.headers["X-Request-ID"]
+
+
+# -- tenants ---------------------------------------------------------------------------
+TENANTS = "tok-a:acme:crm-a, tok-b:globex"
+
+
+def _as(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_token_stamps_its_tenant_and_producer_and_another_tenant_is_a_403(
+    gateway: Callable[..., TestClient], kafka: FakeKafka
+) -> None:
+    """The tenant comes from the token, never from the body: a client cannot write into
+    another tenant's data, nor pass as another producer."""
+    client = gateway(api_tokens=TENANTS)
+    assert client.post(
+        "/v1/events/interaction", json=_interaction(), headers=_as("tok-a")
+    ).is_success
+    assert client.post(
+        "/v1/events/interaction", json=_interaction(), headers=_as("tok-b")
+    ).is_success
+    claims = _interaction() | {"envelope": {"tenant_id": "acme", "producer": "spoofed"}}
+    r = client.post("/v1/events/interaction", json=claims, headers=_as("tok-a"))
+    assert r.status_code == 202, r.text
+    stamped = [(e.envelope.tenant_id, e.envelope.producer) for e in kafka.events]
+    assert stamped == [("acme", "crm-a"), ("globex", "aitl-gateway"), ("acme", "crm-a")]
+
+    foreign = [_interaction(2), _interaction(3) | {"envelope": {"tenant_id": "acme"}}]
+    r = client.post("/v1/events/interaction", json=foreign, headers=_as("tok-b"))
+    assert r.status_code == 403 and r.json()["items"] == [1]
+    assert len(kafka.sent) == 3  # nothing of the batch was produced
+    assert (
+        client.post("/v1/events/interaction", json=_interaction(), headers=AUTH).status_code == 401
+    )
+
+
+def test_a_token_without_a_tenant_stands_for_the_default_one(
+    gateway: Callable[..., TestClient], kafka: FakeKafka, tmp_path: Any
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# token:tenant[:producer]\nfile-tok:initech:ivr\n\nbare-tok\n")
+    client = gateway(api_tokens=TOKEN, api_token_file=tokens)
+    for token in (TOKEN, "file-tok", "bare-tok"):
+        r = client.post("/v1/events/interaction", json=_interaction(), headers=_as(token))
+        assert r.status_code == 202, r.text
+    stamped = [(e.envelope.tenant_id, e.envelope.producer) for e in kafka.events]
+    assert stamped == [
+        ("default", "aitl-gateway"),
+        ("initech", "ivr"),
+        ("default", "aitl-gateway"),
+    ]
+
+
+# -- secure by default -----------------------------------------------------------------
+def test_without_tokens_the_gateway_refuses_to_start_unless_auth_is_off(
+    gateway: Callable[..., TestClient], kafka: FakeKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(SecurityError, match="AITL_API_TOKENS"):
+        create_app(Settings(), publisher=kafka)
+    with pytest.raises(SecurityError):
+        create_app(Settings(api_tokens=" , "), publisher=kafka)  # no token in it
+    caplog.set_level("WARNING")
+    client = gateway(api_tokens=None, auth="off")
+    r = client.post("/v1/events/interaction", json=_interaction())
+    assert r.status_code == 202 and kafka.events[0].envelope.tenant_id == "default"
+    with TestClient(create_app(Settings(auth="off"), publisher=FakeKafka())):
+        pass  # a second start warns again
+    warnings = [m for m in caplog.messages if "AITL_AUTH=off" in m]
+    assert len(warnings) == 2
+    app = create_app(Settings(auth="off"), publisher=kafka)
+    assert app.state.access.bind_host("0.0.0.0") == "127.0.0.1"
+    secured = create_app(Settings(api_tokens=TOKEN, auth="off"), publisher=kafka)
+    assert secured.state.access.bind_host("0.0.0.0") == "0.0.0.0"  # tokens: auth stays on
+
+
+# -- idempotent publishing -------------------------------------------------------------
+def test_a_retried_batch_with_client_event_ids_is_not_published_again(
+    gateway: Callable[..., TestClient], kafka: FakeKafka
+) -> None:
+    client = gateway()
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    batch = [_interaction(i) | {"envelope": {"event_id": ids[i]}} for i in range(3)]
+    first = client.post("/v1/events/interaction", json=batch, headers=AUTH)
+    again = client.post("/v1/events/interaction", json=batch, headers=AUTH)
+    assert first.json()["event_ids"] == again.json()["event_ids"] == ids
+    assert [r["status"] for r in first.json()["results"]] == ["accepted"] * 3
+    assert [r["status"] for r in again.json()["results"]] == ["duplicate"] * 3
+    assert len(kafka.sent) == 3
+
+
+def test_an_idempotency_key_fixes_the_ids_of_a_batch_per_tenant(
+    gateway: Callable[..., TestClient], kafka: FakeKafka
+) -> None:
+    client = gateway(api_tokens=TENANTS)
+    batch = [_interaction(i) for i in range(2)]
+    key = {"Idempotency-Key": "order-42"}
+    first = client.post("/v1/events/interaction", json=batch, headers=_as("tok-a") | key)
+    again = client.post("/v1/events/interaction", json=batch, headers=_as("tok-a") | key)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["event_ids"] == again.json()["event_ids"]
+    assert len(kafka.sent) == 2
+    other = client.post("/v1/events/interaction", json=batch, headers=_as("tok-b") | key)
+    assert set(other.json()["event_ids"]).isdisjoint(first.json()["event_ids"])
+    assert len(kafka.sent) == 4
+    fresh = client.post("/v1/events/interaction", json=batch, headers=_as("tok-a"))
+    assert set(fresh.json()["event_ids"]).isdisjoint(first.json()["event_ids"])  # no key
+    empty = _as("tok-a") | {"Idempotency-Key": ""}
+    r = client.post("/v1/events/interaction", json=batch, headers=empty)
+    assert r.status_code == 400 and "Idempotency-Key" in r.json()["error"]
+
+
+def test_a_503_lists_what_was_accepted_and_the_retry_publishes_only_the_rest(
+    gateway: Callable[..., TestClient], kafka: FakeKafka
+) -> None:
+    client = gateway()
+    batch = [_interaction(i) for i in range(3)]
+    headers = AUTH | {"Idempotency-Key": "retry-me"}
+    kafka.fail_calls = {1}
+    r = client.post("/v1/events/interaction", json=batch, headers=headers)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    results = r.json()["results"]
+    assert [(x["index"], x["status"]) for x in results] == [
+        (0, "accepted"),
+        (1, "failed"),
+        (2, "accepted"),
+    ]
+    r = client.post("/v1/events/interaction", json=batch, headers=headers)
+    assert r.status_code == 202, r.text
+    assert [x["status"] for x in r.json()["results"]] == ["duplicate", "accepted", "duplicate"]
+    assert r.json()["event_ids"] == [x["event_id"] for x in results]
+    produced = [str(e.envelope.event_id) for e in kafka.events]
+    assert len(produced) == 4 and produced[3] == results[1]["event_id"]
+
+
+# -- limits ----------------------------------------------------------------------------
+def test_a_field_over_the_length_limit_is_a_400_naming_it(
+    gateway: Callable[..., TestClient], kafka: FakeKafka
+) -> None:
+    client = gateway(gateway_max_field_chars=100)
+    ok = _interaction() | {"customer_message": "x" * 100}
+    long = _interaction() | {"customer_message": "x" * 101}
+    r = client.post("/v1/events/interaction", json=[ok, long], headers=AUTH)
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"] == [
+        {"index": 1, "field": "customer_message", "message": "longer than 100 characters"}
+    ]
+    assert kafka.sent == []
+    assert client.post("/v1/events/interaction", json=ok, headers=AUTH).status_code == 202
