@@ -197,14 +197,14 @@ def gateway_start(
     host: str = typer.Option(None, help="bind address (default: AITL_GATEWAY_HOST)"),
     port: int = typer.Option(None, help="port (default: AITL_GATEWAY_PORT)"),
 ) -> None:
-    """Run the HTTP gateway in the foreground."""
+    """Run the HTTP gateway in the foreground, with the agents' console at /console."""
     import uvicorn
 
-    from streams.gateway import create_app
+    from aitl.console import create_console_app
 
     settings = _settings()
     uvicorn.run(
-        create_app(settings),
+        create_console_app(settings),
         host=host or settings.gateway_host,
         port=port or settings.gateway_port,
         log_level="warning",

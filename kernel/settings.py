@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     api_tokens: SecretStr | None = Field(
         default=None, description="comma-separated bearer tokens for the gateway and /suggest"
     )
+    models_admin_tokens: SecretStr | None = Field(
+        default=None,
+        description="comma-separated bearer tokens that may promote and roll back models "
+        "from the console (unset: nobody may, there)",
+    )
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_max_body_bytes: int = Field(
@@ -105,6 +110,13 @@ class Settings(BaseSettings):
         if self.api_tokens is None:
             return frozenset()
         raw = self.api_tokens.get_secret_value()
+        return frozenset(t.strip() for t in raw.split(",") if t.strip())
+
+    def admin_token_set(self) -> frozenset[str]:
+        """The bearer tokens with the models role (empty: nobody has it)."""
+        if self.models_admin_tokens is None:
+            return frozenset()
+        raw = self.models_admin_tokens.get_secret_value()
         return frozenset(t.strip() for t in raw.split(",") if t.strip())
 
 
