@@ -6,6 +6,8 @@ by Playwright) against the real gateway and broker.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import shutil
 import threading
@@ -306,3 +308,86 @@ def publish_verdicts(settings: KafkaSettings) -> None:
                     )
                 )
 
+
+
+@contextlib.contextmanager
+def host_page(html: str) -> Iterator[str]:
+    """The contact center's page, served from a loopback port of its own (Chromium does
+    not let a page that is not on a local address frame one that is)."""
+    body = html.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+HOST_PAGE = """<!doctype html><html lang="en"><title>contact center</title><body>
+<iframe id="console" title="aitl console" src="{url}/console" width="1280" height="720"></iframe>
+<script>
+window.got = [];
+addEventListener("message", (e) => {{
+  window.got.push(e.data);
+  if (e.data.type !== "aitl.ready") return;
+  const frame = document.getElementById("console").contentWindow;
+  frame.postMessage({{type: "aitl.init", token: "{token}", agent_id: "agent-9"}}, "{url}");
+  frame.postMessage({{type: "aitl.case", request_id: "req-emb"}}, "{url}");
+}});
+</script></body></html>"""
+
+
+def test_an_embedded_console_sends_then_annotates_the_case_later(
+    kafka_settings: KafkaSettings, gateway: Gateway, page: Any
+) -> None:
+    """The contact center embeds the console from another origin, loads a case by
+    postMessage and hears "sent"; the agent annotates it later from the deferred queue."""
+    publish_case(kafka_settings, "case-emb", "req-emb")
+    html = HOST_PAGE.format(url=gateway.url, token=AGENT_TOKEN)
+    with host_page(html) as host:  # another origin: another port
+        page.goto(host)
+        frame = page.frame_locator("#console")
+        frame.locator("#case-label:has-text('req-emb')").wait_for(timeout=30_000)
+    frame.locator("#panel").focus()
+    keys(page, "b", "d")  # send B as-is now, annotate later
+    page.wait_for_function("window.got.some((m) => m.type === 'aitl.sent')")
+    sent = page.evaluate("window.got.find((m) => m.type === 'aitl.sent')")
+    assert sent == {
+        "type": "aitl.sent", "request_id": "req-emb", "case_id": "case-emb",
+        "decision": "AS_IS", "candidate_id": "B", "text": "Your plan was upgraded.",
+    }
+    time.sleep(1)  # the annotations come later: their times must say so
+    keys(page, "q")
+    frame.locator("#queue-list button:has-text('req-emb')").wait_for()
+    keys(page, "Enter")
+    frame.locator("#mode:text-is('deferred')").wait_for()
+    keys(page, "b", "y", "u", "w")
+    page.keyboard.type("roaming rates abroad")
+    keys(page, "Enter", "Escape", "s")
+    frame.locator("#pending-count:text-is('0')").wait_for(timeout=20_000)
+
+    got = {e.event_type: e for e in annotations(kafka_settings, 4)}
+    assert sorted(got) == ["adoption", "missing-knowledge", "preference", "relevance"]
+    assert {e.agent_id for e in got.values()} == {"agent-9"}
+    sent_at = got["adoption"].envelope.event_time
+    assert got["adoption"].decision == ev.Adoption.AS_IS
+    missing = got["missing-knowledge"]
+    assert missing.timing == ev.AnnotationTiming.DEFERRED
+    assert [i.text for i in missing.items] == ["roaming rates abroad"]
+    assert missing.looked_up_at == sent_at  # when the agent handled the case
+    assert (missing.annotated_at - sent_at).total_seconds() >= 1  # capture latency kept
+    assert (got["preference"].envelope.event_time - sent_at).total_seconds() >= 1
