@@ -80,8 +80,9 @@ def _router(settings: Settings, view: TopicView) -> APIRouter:  # noqa: C901 - r
     agents, admins = settings.token_set(), settings.admin_token_set()
 
     def reader(request: Request) -> None:
-        """An agent's or an admin's token (any request, when auth is off)."""
-        if (agents or admins) and not (_has(agents, request) or _has(admins, request)):
+        """An agent's or an admin's token; anyone when auth is off (``AITL_API_TOKENS``
+        unset), as for the gateway's publish endpoint."""
+        if agents and not (_has(agents, request) or _has(admins, request)):
             raise HTTPException(401, "missing or invalid bearer token")
 
     def manager(request: Request) -> None:
@@ -99,7 +100,10 @@ def _router(settings: Settings, view: TopicView) -> APIRouter:  # noqa: C901 - r
     @router.get("/console/api/config")
     async def config(request: Request) -> dict[str, Any]:
         reader(request)
-        return {"tenant_id": settings.tenant_id, "can_manage": bool(admins) and _has(admins, request)}
+        return {
+            "tenant_id": settings.tenant_id,
+            "can_manage": bool(admins) and _has(admins, request),
+        }
 
     @router.get("/console/api/cases/{request_id}")
     async def case(request_id: str, request: Request) -> dict[str, Any]:

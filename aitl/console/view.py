@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kernel.annotations.base import Annotation
 from kernel.events import (
     AdoptionDecision,
     CustomerInteraction,
@@ -28,7 +29,6 @@ from kernel.events import (
     ModelLifecycle,
     SuggestionServed,
 )
-from kernel.annotations.base import Annotation
 from kernel.lifecycle import fold, previous_serving
 from kernel.reasons import reason_code
 from kernel.settings import KafkaSettings
@@ -107,8 +107,12 @@ class Folded:
         if sug is None:
             return None
         inter = self.interactions.get(sug.case_id)
-        turns = [{"speaker": t.speaker.value, "text": t.text} for t in inter.history] if inter else []
-        turns.append({"speaker": "CUSTOMER", "text": inter.customer_message if inter else sug.query})
+        turns = (
+            [{"speaker": t.speaker.value, "text": t.text} for t in inter.history] if inter else []
+        )
+        turns.append(
+            {"speaker": "CUSTOMER", "text": inter.customer_message if inter else sug.query}
+        )
         return {
             "request_id": sug.request_id,
             "case_id": sug.case_id,
@@ -340,11 +344,11 @@ class TopicView:
                 decoded = []
                 for msg in messages:
                     if msg.error() is not None:
-                        continue  # an unknown topic until it is created; the DLQ tooling reports bad bytes
+                        continue  # e.g. a topic not created yet: the subscription waits
                     try:
                         decoded.append(serde.decode(msg.value(), topic=msg.topic()))
                     except SerializationError:
-                        continue
+                        continue  # the processors dead-letter it; a view only skips it
                 with self.lock:
                     for event in decoded:
                         self.folded.add(event)

@@ -262,7 +262,10 @@ def test_flywheel_page_shows_a_promotion_made_in_the_test(
     registry = Registry(log)
     for version, recall in (("retriever-v1", 0.81), ("retriever-v2", 0.86)):
         registry.register(
-            ev.Component.RETRIEVER, version, f"file:///ckpt/{version}", metrics={"recall@75": recall}
+            ev.Component.RETRIEVER,
+            version,
+            f"file:///ckpt/{version}",
+            metrics={"recall@75": recall},
         )
     registry.promote(ev.Component.RETRIEVER, "retriever-v1", reason="gate: +0.05")
     publish_verdicts(kafka_settings)
@@ -307,7 +310,6 @@ def publish_verdicts(settings: KafkaSettings) -> None:
                         reasons=[] if accepted else ["boilerplate_rationale"],
                     )
                 )
-
 
 
 @contextlib.contextmanager
@@ -367,8 +369,12 @@ def test_an_embedded_console_sends_then_annotates_the_case_later(
     page.wait_for_function("window.got.some((m) => m.type === 'aitl.sent')")
     sent = page.evaluate("window.got.find((m) => m.type === 'aitl.sent')")
     assert sent == {
-        "type": "aitl.sent", "request_id": "req-emb", "case_id": "case-emb",
-        "decision": "AS_IS", "candidate_id": "B", "text": "Your plan was upgraded.",
+        "type": "aitl.sent",
+        "request_id": "req-emb",
+        "case_id": "case-emb",
+        "decision": "AS_IS",
+        "candidate_id": "B",
+        "text": "Your plan was upgraded.",
     }
     time.sleep(1)  # the annotations come later: their times must say so
     keys(page, "q")
