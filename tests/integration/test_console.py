@@ -268,12 +268,14 @@ def test_flywheel_page_shows_a_promotion_made_in_the_test(
             metrics={"recall@75": recall},
         )
     registry.promote(ev.Component.RETRIEVER, "retriever-v1", reason="gate: +0.05")
+    publish_case(kafka_settings, "case-fw", "req-fw")
     publish_verdicts(kafka_settings)
 
     page.goto(f"{gateway.url}/console/flywheel#token={LEAD_TOKEN}")
     page.wait_for_selector("h3:has-text('retriever: serving retriever-v1')", timeout=30_000)
     assert page.locator("#role").inner_text().startswith("models role")
     page.wait_for_selector("#agents td:has-text('p-careful')", timeout=15_000)
+    page.wait_for_selector("#volume svg[aria-label*='preference 1']", timeout=15_000)
     no_serious_violations(page)
     screenshot(page, "flywheel.png")
     page.get_by_role("button", name="promote retriever-v2").click()
@@ -293,8 +295,12 @@ def test_flywheel_page_shows_a_promotion_made_in_the_test(
 
 
 def publish_verdicts(settings: KafkaSettings) -> None:
-    """Two agents' annotations and the judge's verdicts on them, for the charts."""
+    """An agent's annotations on req-fw, and the judge's verdicts on two agents."""
     with Publisher(settings, producer_name="test") as pub:
+        ids = {"request_id": "req-fw", "case_id": "case-fw", "agent_id": "agent-7"}
+        pub.publish(ev.PairwisePreference(**ids, preferred=ev.Preference.A))
+        labels = [ev.RelevanceLabel(knowledge_id="kb-late", label=ev.Relevance.RELEVANT)]
+        pub.publish(ev.KnowledgeRelevance(**ids, labels=labels))
         for i in range(6):
             for agent, accepted in (("p-careful", True), ("p-careless", i % 2 == 0)):
                 pub.publish(
