@@ -321,7 +321,8 @@ function typing(target) {
 }
 
 function onKey(e) {
-  if (!c && !["q", "i", "?"].includes(e.key)) return;
+  if ($("object").open) return; // the dialog has the keys; Esc closes it
+  if (!outbox || (!c && !["q", "i", "?"].includes(e.key))) return;
   const t = e.target;
   if (e.key === "Escape") {
     for (const id of ["outbox", "queue", "help"]) toggle(id, false);

@@ -69,26 +69,33 @@ export class Outbox {
     await request(this.store("outbox", "readwrite").put(row));
   }
 
+  // One sender at a time, across the agent's tabs too (Web Locks), so a row is never
+  // posted twice at once; each round re-reads the store another tab may have emptied.
   async flush() {
-    if (this.flushing) return;
+    if (this.flushing) { this.again = true; return; } // rows added mid-round go next round
     this.flushing = true;
+    this.again = false;
     clearTimeout(this.timer);
     let retry = false;
-    try {
+    const round = async () => {
       for (const row of await this.all()) {
         if (row.state !== "pending") continue;
-        const outcome = await this.send(row);
-        if (outcome === "retry") { retry = true; break; }
+        const fresh = await request(this.store("outbox").get(row.event_id));
+        if (!fresh || fresh.state !== "pending") continue;
+        if ((await this.send(fresh)) === "retry") { retry = true; break; }
       }
+    };
+    try {
+      await (navigator.locks ? navigator.locks.request("aitl-outbox", round) : round());
     } finally {
       this.flushing = false;
-      const rows = await this.all();
-      this.onChange(rows);
+      this.onChange(await this.all());
       if (retry) {
         this.delay = Math.min(this.delay * 2, 5000);
         this.timer = setTimeout(() => this.flush(), this.delay);
       } else {
         this.delay = 1000;
+        if (this.again) setTimeout(() => this.flush(), 0);
       }
     }
   }
