@@ -26,6 +26,9 @@ system-deps:
 	@command -v promtool >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus) || \
 	  echo "promtool unavailable: its tests will skip"
+	@command -v chromium >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
+	  echo "chromium unavailable: the console's browser tests will skip"
 
 $(STAMP): uv.lock pyproject.toml
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
@@ -37,8 +40,8 @@ $(JARS_STAMP): deploy/kafka/pom.xml | system-deps $(STAMP)
 
 kafka-jars: $(JARS_STAMP)
 
-## test: unit, integration (real Kafka broker, started by the tests) and e2e
-test: setup
+## test: unit, integration (real Kafka broker, started by the tests; the console in Debian's chromium) and e2e
+test: setup system-deps
 	$(BIN)/python -m pytest -q --timeout=900 tests
 
 test-unit: $(STAMP)

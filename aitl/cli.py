@@ -197,15 +197,15 @@ def gateway_start(
     host: str = typer.Option(None, help="bind address (default: AITL_GATEWAY_HOST)"),
     port: int = typer.Option(None, help="port (default: AITL_GATEWAY_PORT)"),
 ) -> None:
-    """Run the HTTP gateway in the foreground."""
+    """Run the HTTP gateway in the foreground, with the agents' console at /console."""
     import uvicorn
 
+    from aitl.console import create_console_app
     from kernel.errors import SecurityError
-    from streams.gateway import create_app
 
     settings = _settings()
     try:
-        gateway = create_app(settings)  # refuses to build without tokens unless AITL_AUTH=off
+        gateway = create_console_app(settings)  # no tokens: refused unless AITL_AUTH=off
     except SecurityError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

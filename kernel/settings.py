@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         description="off: the gateway and /v1/suggest start without tokens, open to anyone "
         "who reaches them, bound to 127.0.0.1 only (a laptop, the demo, tests)",
     )
+    models_admin_tokens: SecretStr | None = Field(
+        default=None,
+        description="comma-separated bearer tokens that may promote and roll back models "
+        "from the console (unset: nobody may, there)",
+    )
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_max_body_bytes: int = Field(
@@ -150,6 +155,13 @@ class Principal:
 
     tenant_id: str
     producer: str | None = None
+
+    def admin_token_set(self) -> frozenset[str]:
+        """The bearer tokens with the models role (empty: nobody has it)."""
+        if self.models_admin_tokens is None:
+            return frozenset()
+        raw = self.models_admin_tokens.get_secret_value()
+        return frozenset(t.strip() for t in raw.split(",") if t.strip())
 
 
 def load_settings() -> Settings:

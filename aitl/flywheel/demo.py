@@ -11,6 +11,7 @@ before/after table, ``report.json`` and ``report.png``.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -227,12 +228,18 @@ def _start_stack(
     console.print(f"[green]✓[/] published {len(dataset.knowledge)} knowledge objects")
     stack.start("processors", "processors", "start")
     stack.start("serve", "serve", "start")
+    lead_token = secrets.token_urlsafe(12)  # the flywheel page's models role, this run only
+    stack.start("gateway", "gateway", "start", env={"AITL_MODELS_ADMIN_TOKENS": lead_token})
     with console.status("starting processors and the Ray Serve application (models load)"):
         health = stack.wait_serving()
     stack.check()
     timings["startup_s"] = time.perf_counter() - t
     console.print(
         f"[green]✓[/] serving at {stack.serve_url}: {health.get('model_versions', health)}"
+    )
+    console.print(
+        f"[green]✓[/] agents' console at {stack.gateway_url}/console#agent=demo-agent, "
+        f"flywheel at {stack.gateway_url}/console/flywheel#token={lead_token}"
     )
     return settings
 

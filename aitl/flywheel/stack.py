@@ -63,6 +63,7 @@ class Stack:
     services: dict[str, Service] = field(default_factory=dict)
     kafka: LocalKafka | None = None
     serve_port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -83,6 +84,7 @@ class Stack:
             "AITL_SERVE_PORT": str(self.serve_port),
             # one machine, loopback only: the services start without tokens (and say so)
             "AITL_AUTH": "off",
+            "AITL_GATEWAY_PORT": str(self.gateway_port),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
@@ -107,6 +109,10 @@ class Stack:
     @property
     def serve_url(self) -> str:
         return f"http://127.0.0.1:{self.serve_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
 
     # -- lifecycle --------------------------------------------------------------------
     def start_kafka(self, wait_s: float = 120) -> str:
