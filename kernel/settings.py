@@ -147,6 +147,13 @@ class Settings(BaseSettings):
                 out[token] = Principal(tenant.strip() or self.tenant_id, producer.strip() or None)
         return out
 
+    def admin_token_set(self) -> frozenset[str]:
+        """The bearer tokens with the models role (empty: nobody has it)."""
+        if self.models_admin_tokens is None:
+            return frozenset()
+        raw = self.models_admin_tokens.get_secret_value()
+        return frozenset(t.strip() for t in raw.split(",") if t.strip())
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -155,13 +162,6 @@ class Principal:
 
     tenant_id: str
     producer: str | None = None
-
-    def admin_token_set(self) -> frozenset[str]:
-        """The bearer tokens with the models role (empty: nobody has it)."""
-        if self.models_admin_tokens is None:
-            return frozenset()
-        raw = self.models_admin_tokens.get_secret_value()
-        return frozenset(t.strip() for t in raw.split(",") if t.strip())
 
 
 def load_settings() -> Settings:
