@@ -313,3 +313,17 @@ def test_secrets_the_manifests_read_are_documented() -> None:
     assert names
     for name in names:
         assert f" {name}" in docs or f'"{name}"' in docs or f"`{name}`" in docs, name
+
+
+def test_trainers_and_serving_share_the_lifecycle_key_and_nothing_else_has_it() -> None:
+    """Trainers sign lifecycle events and serving verifies them: both read the one Secret;
+    the gateway and the processors, which never write the models topic, do not get it."""
+    for owner, _, container in aitl_containers():
+        refs = {
+            e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+            for e in container.get("env", [])
+        }
+        if owner.startswith(("CronJob/", "RayService/")):
+            assert refs.get("AITL_LIFECYCLE_KEY") == "aitl-lifecycle-key", owner
+        else:
+            assert "AITL_LIFECYCLE_KEY" not in refs, owner
