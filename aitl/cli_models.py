@@ -45,7 +45,11 @@ def _registry(settings: Settings, create_topics: bool = False) -> Any:
         from streams.admin import ensure_topics
 
         ensure_topics(settings.kafka)
-    return Registry(KafkaLifecycleLog(settings.kafka), tenant_id=settings.tenant_id)
+    return Registry(
+        KafkaLifecycleLog(settings.kafka),
+        tenant_id=settings.tenant_id,
+        key=settings.lifecycle_key_bytes(),
+    )
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -13,6 +13,10 @@ last state):
 The serving version of a component is decided by its newest PROMOTED/ROLLED_BACK event,
 which survives compaction because each version keeps its own last state.
 
+Integrity: with a lifecycle key (``AITL_LIFECYCLE_KEY``), whoever writes an event signs
+it (:func:`sign`: HMAC-SHA256 over :func:`canonical`), and serving applies only events
+that :func:`verify`; a write to the topic without the key cannot change what serves.
+
 Every checkpoint directory holds ``aitl_model.json``::
 
     {"component": "retriever", "kind": "sentence-transformer", "version": "...",
@@ -25,9 +29,12 @@ adapter lives in ``adapter/`` beside it when ``adapter`` is true).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +68,59 @@ class RegistryState:
         if version is None:
             return None
         return self.versions.get(component, {}).get(version)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def canonical(event: ModelLifecycle) -> bytes:
+    """The signed content: every field but the signature, as sorted compact JSON.
+
+    Fields are named one by one (not the whole Avro record), so a field added to the
+    schema later does not change the bytes of events signed before it."""
+    env = event.envelope
+    content = {
+        "event_id": str(env.event_id),
+        "event_time_ms": (env.event_time - _EPOCH) // _MS,
+        "tenant_id": env.tenant_id,
+        "producer": env.producer,
+        "component": event.component.value,
+        "version": event.version,
+        "action": event.action.value,
+        "artifact_uri": event.artifact_uri,
+        "artifact_sha256": event.artifact_sha256,
+        "base_model": event.base_model,
+        "snapshot_id": event.snapshot_id,
+        "judge_version": event.judge_version,
+        "metrics": event.metrics,
+        "previous_version": event.previous_version,
+        "reason": event.reason,
+        "config_json": event.config_json,
+    }
+    return json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signature(event: ModelLifecycle, key: bytes) -> str:
+    return hmac.new(key, canonical(event), hashlib.sha256).hexdigest()
+
+
+def sign(event: ModelLifecycle, key: bytes | None) -> ModelLifecycle:
+    """The event with its signature; unchanged without a key (a laptop without one)."""
+    if not key:
+        return event
+    env = event.envelope
+    if env.event_time.microsecond % 1000:  # Avro keeps milliseconds: sign what is read back
+        at = env.event_time.replace(microsecond=env.event_time.microsecond // 1000 * 1000)
+        event = event.model_copy(update={"envelope": env.model_copy(update={"event_time": at})})
+    return event.model_copy(update={"signature": signature(event, key)})
+
+
+def verify(event: ModelLifecycle, key: bytes | None) -> bool:
+    """True if the event was signed with ``key`` (always, when no key is configured)."""
+    if not key:
+        return True
+    return hmac.compare_digest(event.signature, signature(event, key))
 
 
 def fold(events: Iterable[ModelLifecycle]) -> RegistryState:

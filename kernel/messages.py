@@ -228,6 +228,7 @@ class ModelLifecycle(Event):
     reason: str | None = None
     config_json: str = "{}"
     artifact_sha256: str = ""  # over the checkpoint's files; "" for events without one
+    signature: str = ""  # HMAC-SHA256 over kernel.lifecycle.canonical(); "" when unsigned
 
     def key(self) -> str:
         """One key per (component, version): compaction keeps each version's last state."""

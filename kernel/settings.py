@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         description="acknowledged event ids the gateway remembers, so a retry is not "
         "published again",
     )
+    lifecycle_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that signs model lifecycle events (trainers, aitl models) and "
+        "that serving verifies; unset: events are unsigned and serving applies any",
+    )
     data_dir: Path = Field(default=Path(".aitl"), description="local state: shards, checkpoints")
     shard_store: str = Field(default=".aitl/shards", description="local dir or any fsspec URL")
     checkpoint_store: str = Field(default=".aitl/checkpoints", description="dir or fsspec URL")
@@ -125,6 +130,12 @@ class Settings(BaseSettings):
     llm_judge_model: str = "judge"
     llm_judge_api_key: SecretStr | None = None
     metrics_port: int = 9108
+
+    def lifecycle_key_bytes(self) -> bytes | None:
+        """The lifecycle signing key, or None when signing is off."""
+        if self.lifecycle_key is None or not self.lifecycle_key.get_secret_value():
+            return None
+        return self.lifecycle_key.get_secret_value().encode()
 
     def token_set(self) -> frozenset[str]:
         """The accepted bearer tokens (empty: none configured)."""

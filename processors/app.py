@@ -38,7 +38,7 @@ from processors.examples import PromptShape
 from processors.judge import CompositeJudge, IntegrityJudge, Judge, LLMJudge, RuleJudge
 from processors.knowledge import KnowledgeView
 from processors.offsets import AckTracker, GapGuard
-from processors.redact import Redactor
+from processors.redact import Redactor, pseudonym_key
 from processors.sealer import SealedShard, ShardWriter
 from processors.settings import ProcessorSettings
 from processors.split import SplitRule
@@ -180,7 +180,10 @@ class Processor:
         kafka = settings.kafka
         self.topics = Topics(kafka)
         self.serde = AvroSerde()
-        self.redactor = Redactor(ps.pseudonym_key.get_secret_value().encode(), ps.redact_patterns)
+        configured = ps.pseudonym_key.get_secret_value() if ps.pseudonym_key else None
+        self.redactor = Redactor(
+            pseudonym_key(configured, settings.data_dir), ps.redact_patterns, ps.phone_regions
+        ).warm()
         self.judge = judge or make_judge(settings, ps)
         self.knowledge_view: KnowledgeView | None = None
         if knowledge is None:

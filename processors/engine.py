@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -200,7 +201,7 @@ class Engine:
             else:
                 raise TypeError(f"unexpected {event.event_type} event on {rec.topic}")
         except Exception as exc:  # a message that cannot be processed: DLQ, keep going
-            log.exception("cannot process %s/%s@%s", rec.topic, rec.partition, rec.offset)
+            self._log_failure(exc, "cannot process %s/%s@%s", rec.topic, rec.partition, rec.offset)
             out.dead.append(self._dead(rec, ticket, exc, "process"))
             ticket.release()
             return out
@@ -396,7 +397,7 @@ class Engine:
         try:
             verdicts = await self.judge.judge_many([inp for _, inp in ready])
         except Exception as exc:
-            log.exception("the judge failed on %d annotations", len(ready))
+            self._log_failure(exc, "the judge failed on %d annotations", len(ready))
             for p, _ in ready:
                 self._failed(p, exc, out)
             return out
@@ -404,7 +405,8 @@ class Engine:
             try:
                 self._emit(p, inp, verdict, out)
             except (ValueError, TypeError, KeyError) as exc:  # bad data, not bad storage
-                log.exception("cannot build the outputs of %s", p.annotation.envelope.event_id)
+                event_id = p.annotation.envelope.event_id
+                self._log_failure(exc, "cannot build the outputs of %s", event_id)
                 self._failed(p, exc, out)
         return out
 
@@ -425,7 +427,7 @@ class Engine:
         why = Reason.ORPHAN(f" no suggestion for request {rid} in {self.context_wait_s:g}s")
         out.dead.append(self._dead(p.record, p.ticket, why, "join"))
         verdict = Verdict(False, self.judge.name, self.judge.version, reasons=(why,))
-        out.verdicts.append((verdict.to_event(p.annotation, p.agent), p.ticket))
+        out.verdicts.append((self._verdict_event(verdict, p), p.ticket))
         metrics.record_verdict(p.annotation.annotation_type, False, [Reason.ORPHAN.value])
         metrics.VERDICT_DELAY.observe(self.clock() - p.arrived)
         p.ticket.release()
@@ -435,7 +437,7 @@ class Engine:
         dead-letters the annotation (``resolve``); a failure to store them is not caught:
         the worker stops and the message is read again."""
         ann, kind = p.annotation, inp.type
-        event = verdict.to_event(ann, p.agent)
+        event = self._verdict_event(verdict, p)
         split, examples = "train", {}
         if verdict.accepted:
             case = self.case(ann.case_id, ann.envelope.tenant_id)
@@ -457,10 +459,34 @@ class Engine:
         if examples:
             out.sealed += self.writer.seal_full()
 
+    def _verdict_event(self, verdict: Verdict, p: Pending) -> JudgeVerdict:
+        """The verdict event, its reasons redacted (an LLM judge may quote the text)."""
+        event = verdict.to_event(p.annotation, p.agent)
+        reasons = [self.redactor.text(r) for r in event.reasons]
+        return event if reasons == event.reasons else event.model_copy(update={"reasons": reasons})
+
+    def _error_text(self, error: BaseException | str) -> str:
+        """What a dead letter's headers say about the error, without the message's text:
+        reason codes and schema errors (redacted), else only the exception's class."""
+        if isinstance(error, str):
+            return self.redactor.text(error)
+        if isinstance(error, SerializationError):
+            return self.redactor.text(error.reason)
+        return f"{type(error).__name__} (details in the processor log)"
+
+    def _log_failure(self, exc: BaseException, msg: str, *args: object) -> None:
+        """Log where it failed with the traceback's frames, not the exception's text
+        (which may quote the message: the DLQ keeps the message itself)."""
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error(msg + ": %s\n%s", *args, type(exc).__name__, frames)
+
     def _dead(
         self, rec: Record, ticket: Ticket, error: BaseException | str, stage: str
     ) -> DeadLetterOut:
-        reason = stage if stage in ("decode", "validate") else str(error).split(":", 1)[0]
+        # a bounded label: the stage, or the code of a rejecting reason
+        reason = error.split(":", 1)[0] if isinstance(error, str) else stage
+        if stage in ("decode", "validate"):
+            reason = stage
         metrics.DLQ.labels(rec.topic, reason).inc()
         headers = dead_letter_headers(
             rec.headers,
@@ -469,6 +495,7 @@ class Engine:
             offset=rec.offset,
             error=error,
             stage=stage,
+            reason=self._error_text(error),
         )
         return DeadLetterOut(rec.key, rec.value, headers, ticket)
 

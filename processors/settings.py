@@ -44,9 +44,14 @@ class ProcessorSettings(BaseSettings):
     )
     llm_max_concurrency: int = 8
     # -- privacy --------------------------------------------------------------------
-    pseudonym_key: SecretStr = Field(
-        default=SecretStr("aitl-dev-pseudonym-key"),
-        description="HMAC key for agent pseudonyms; set a real secret in production",
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for agent pseudonyms; unset: a random key made at first start "
+        "and kept in <data_dir>/pseudonym.key (workers that share no data dir need one key)",
+    )
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB", "DE", "FR", "IN"],
+        description="regions whose national phone formats phonenumbers checks",
     )
     redact_patterns: dict[str, str] = Field(
         default_factory=dict, description='extra regexes, JSON: {"ORDER": "ORD-\\\\d{6}"}'

@@ -59,7 +59,11 @@ class _Swappable:
         self.watcher: LifecycleWatcher | None = None
         if cfg.follow_lifecycle:
             self.watcher = LifecycleWatcher(
-                settings.kafka, self.component, self.apply_spec, current=self.spec
+                settings.kafka,
+                self.component,
+                self.apply_spec,
+                current=self.spec,
+                key=settings.lifecycle_key_bytes(),
             ).start()
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:

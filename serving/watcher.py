@@ -5,18 +5,24 @@ Every replica runs one watcher for its own component, so all replicas swap (a ha
 call would reach only one) and a replica that restarts folds the compacted topic from
 the start and comes up on the version that serves now. The deployment loads the new
 weights beside the old ones and swaps a reference, so requests never wait on a load.
+
+With a lifecycle key, an event whose signature does not verify (forged, or written
+without the key) is ignored, and so is a promotion, read once the topic was caught up,
+that is not newer than the last promotion or rollback of its component (a replayed old
+record); both are counted in ``aitl_serving_lifecycle_rejected_total``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
 from prometheus_client import Counter, Gauge
 
 from kernel.checkpoints import ModelSpec
-from kernel.events import Component, Event, ModelLifecycle
-from kernel.lifecycle import STOCK, RegistryState, fold
+from kernel.events import Component, Event, LifecycleAction, ModelLifecycle
+from kernel.lifecycle import STOCK, RegistryState, fold, verify
 from kernel.settings import KafkaSettings
 from serving._internal import TopicFollower
 
@@ -30,6 +36,12 @@ PROMOTED_AT = Gauge(
 SWAP_FAILURES = Counter(
     "aitl_serving_swap_failures_total",
     "Versions a replica refused to load (reason: checksum, or load); it keeps the old one",
+    ["component", "reason"],
+)
+LIFECYCLE_REJECTED = Counter(
+    "aitl_serving_lifecycle_rejected_total",
+    "Lifecycle events a replica ignored (reason: forged, a signature that does not verify; "
+    "replayed, a promotion older than the last one applied)",
     ["component", "reason"],
 )
 EVAL_METRIC = Gauge(
@@ -93,6 +105,7 @@ class LifecycleWatcher(TopicFollower):
         *,
         current: ModelSpec | None = None,
         poll_s: float = 0.5,
+        key: bytes | None = None,
     ) -> None:
         name = f"serving-{component.slug}-lifecycle"
         super().__init__(kafka, "models", name, batch=200, poll_s=poll_s)
@@ -102,17 +115,65 @@ class LifecycleWatcher(TopicFollower):
         self.events: list[ModelLifecycle] = []
         self.swaps = 0
         self.last_error: BaseException | None = None
+        self.key = key
+        self.rejected = 0
+        self._seen: set[str] = set()
+        self._newest: datetime | None = None  # newest PROMOTED/ROLLED_BACK applied
+        self._caught_up = False
 
     def on_connect(self) -> None:
         self.events = []  # the compacted topic is replayed from its start
+        self._seen, self._newest, self._caught_up = set(), None, False
+
+    def on_idle(self) -> None:
+        self._caught_up = True  # from now on, records arrive in the order they were written
 
     def handle(self, events: Sequence[Event]) -> None:
         fresh = [
-            e for e in events if isinstance(e, ModelLifecycle) and e.component is self.component
+            e
+            for e in events
+            if isinstance(e, ModelLifecycle)
+            and e.component is self.component
+            and self._admissible(e)
         ]
         if fresh:
             self.events.extend(fresh)
             self._maybe_swap()
+
+    def _admissible(self, e: ModelLifecycle) -> bool:
+        """Signed with the key, and not a replay of a record already applied or outdated.
+
+        Before the topic is caught up, partitions are read in no particular order, so
+        an older promotion is no sign of a replay then (``fold`` orders by event time)."""
+        reason = None
+        at = e.envelope.event_time
+        if not verify(e, self.key):
+            reason = "forged"
+        elif str(e.envelope.event_id) in self._seen or (
+            self._caught_up
+            and e.action is LifecycleAction.PROMOTED
+            and self._newest is not None
+            and at <= self._newest
+        ):
+            reason = "replayed"
+        if reason is not None:
+            LIFECYCLE_REJECTED.labels(self.component.slug, reason).inc()
+            self.rejected += 1
+            log.warning(
+                "ignored a %s %s event for %s version %s (event id %s)",
+                reason,
+                e.action.value,
+                self.component.value,
+                e.version,
+                e.envelope.event_id,
+            )
+            return False
+        self._seen.add(str(e.envelope.event_id))
+        if e.action in (LifecycleAction.PROMOTED, LifecycleAction.ROLLED_BACK) and (
+            self._newest is None or at > self._newest
+        ):
+            self._newest = at
+        return True
 
     def _maybe_swap(self) -> None:
         export_state(fold(self.events), self.component)

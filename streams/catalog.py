@@ -22,6 +22,7 @@ from kernel.events import (
 from kernel.settings import KafkaSettings
 
 DAY_MS = 24 * 3600 * 1000
+DLQ_RETENTION_MS = 7 * DAY_MS
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,14 @@ CATALOG: tuple[TopicSpec, ...] = (
         key="component:version",
         compact=True,
     ),
+    # The original bytes, PII included (nothing is lost, the processors redact only what
+    # they decode): kept one week, long enough to read and replay, no longer.
     TopicSpec(
-        "dlq", None, "undecodable or invalid messages with the reason in headers", key="original"
+        "dlq",
+        None,
+        "undecodable or invalid messages, raw bytes, with the reason in headers",
+        key="original",
+        retention_ms=DLQ_RETENTION_MS,
     ),
 )
 

@@ -27,10 +27,14 @@ def dead_letter_headers(
     error: BaseException | str,
     stage: str = "decode",
     now_ms: int | None = None,
+    reason: str | None = None,
 ) -> Headers:
-    """The original headers plus where the message came from and why it failed."""
+    """The original headers plus where the message came from and why it failed.
+
+    ``reason`` replaces the error's own text, which may quote the message's content (the
+    processors pass a redacted summary: headers are shown by ``aitl dlq show``)."""
     error_class = type(error).__name__ if isinstance(error, BaseException) else "Rejected"
-    reason = getattr(error, "reason", None) or str(error)
+    reason = reason if reason is not None else getattr(error, "reason", None) or str(error)
     extra = [
         (H_TOPIC, topic.encode()),
         (H_PARTITION, str(partition).encode()),

@@ -7,7 +7,7 @@ One cycle, programmatically::
     from trainers.registry import KafkaLifecycleLog, Registry
 
     settings = load_settings()
-    registry = Registry(KafkaLifecycleLog(settings.kafka))
+    registry = Registry(KafkaLifecycleLog(settings.kafka), key=settings.lifecycle_key_bytes())
     result = run_cycle("retriever", settings=settings, registry=registry)
 
 ``snapshot`` (sealed shards up to a watermark) -> ``retriever`` / ``ranker`` /

@@ -1,6 +1,6 @@
 """One flywheel cycle for one component: snapshot -> train -> evaluate -> gate -> register.
 
-    registry = Registry(KafkaLifecycleLog(settings.kafka))
+    registry = Registry(KafkaLifecycleLog(settings.kafka), key=settings.lifecycle_key_bytes())
     result = run_cycle("retriever", settings=settings, registry=registry, kb=kb)
     result.action  # PROMOTED or REJECTED; result.decision.reason says why
 

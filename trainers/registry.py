@@ -22,7 +22,7 @@ import fsspec
 
 from kernel.errors import ModelError
 from kernel.events import Component, Envelope, LifecycleAction, ModelLifecycle, utcnow
-from kernel.lifecycle import RegistryState, VersionState, fold, previous_serving
+from kernel.lifecycle import RegistryState, VersionState, fold, previous_serving, sign, verify
 from kernel.settings import KafkaSettings
 from trainers.snapshot import Snapshot
 
@@ -252,14 +252,17 @@ class Registry:
         producer: str = "aitl-trainers",
         tenant_id: str = "default",
         clock: Callable[[], datetime] = utcnow,
+        key: bytes | None = None,
     ) -> None:
         self.log = log
+        self.key = key  # signs every event (Settings.lifecycle_key_bytes())
         self.producer = producer
         self.tenant_id = tenant_id
         self.clock = clock
 
     def state(self) -> RegistryState:
-        return fold(self.log.read())
+        """The folded log; with a key, only the events signed with it count."""
+        return fold(e for e in self.log.read() if verify(e, self.key))
 
     def serving(self, component: Component) -> VersionState | None:
         return self.state().serving_state(component)
@@ -283,11 +286,13 @@ class Registry:
             default=None,
         )
         now = self.clock()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what Avro keeps
         if latest is not None and now <= latest:
             now = latest + timedelta(milliseconds=1)
         return Envelope(event_time=now, tenant_id=self.tenant_id, producer=self.producer)
 
     def _emit(self, event: ModelLifecycle) -> ModelLifecycle:
+        event = sign(event, self.key)
         self.log.append(event)
         return event
 

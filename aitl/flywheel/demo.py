@@ -325,7 +325,7 @@ def _train(
     from trainers.registry import KafkaLifecycleLog, Registry
 
     lifecycle_log = KafkaLifecycleLog(settings.kafka)
-    registry = Registry(lifecycle_log)
+    registry = Registry(lifecycle_log, key=settings.lifecycle_key_bytes())
     kb = [(k.id, k.text) for k in dataset.knowledge]
     config = CycleConfig()
     config.generator.max_steps = cfg.generator_steps

@@ -42,7 +42,7 @@ class MissingKnowledge(Annotation):
     annotation_type: ClassVar[str] = "MISSING_KNOWLEDGE"
     topic: ClassVar[str] = "annotations.missing-knowledge"
     topic_doc: ClassVar[str] = "knowledge the agent looked up elsewhere"
-    pii_fields: ClassVar[tuple[str, ...]] = ("items[].text",)
+    pii_fields: ClassVar[tuple[str, ...]] = ("items[].text", "items[].url")
 
     items: list[MissingItem] = Field(min_length=1)
     timing: AnnotationTiming

@@ -231,23 +231,72 @@ def test_selectors_match_their_pods_and_ports() -> None:
 
 def test_kafka_user_and_topics_fit_the_cluster_and_prefix() -> None:
     config = of_kind("ConfigMap")[0]["data"]
-    user = of_kind("KafkaUser")[0]
-    cluster = user["metadata"]["labels"]["strimzi.io/cluster"]
-    assert config["AITL_KAFKA_BOOTSTRAP"].startswith(f"{cluster}-kafka-bootstrap.")
-    assert config["AITL_KAFKA_SASL_USERNAME"] == user["metadata"]["name"]
+    users = {u["metadata"]["name"]: u for u in of_kind("KafkaUser")}
     mechanism = config["AITL_KAFKA_SASL_MECHANISM"].lower()
-    assert user["spec"]["authentication"]["type"] == mechanism
-    acl_topics = [
-        a for a in user["spec"]["authorization"]["acls"] if a["resource"]["type"] == "topic"
-    ]
-    assert any(
-        config["AITL_KAFKA_TOPIC_PREFIX"].startswith(a["resource"]["name"]) for a in acl_topics
-    )
-    assert {"Read", "Write", "Create", "Describe"} <= set(acl_topics[0]["operations"])
-    for topic in of_kind("KafkaTopic"):
-        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+    for user in users.values():
+        cluster = user["metadata"]["labels"]["strimzi.io/cluster"]
+        assert config["AITL_KAFKA_BOOTSTRAP"].startswith(f"{cluster}-kafka-bootstrap.")
+        assert user["spec"]["authentication"]["type"] == mechanism
+        for topic in of_kind("KafkaTopic"):
+            assert topic["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+    for owner, _, container in aitl_containers():
+        env = {e["name"]: e for e in container.get("env", [])}
+        name = env["AITL_KAFKA_SASL_USERNAME"]["value"]
+        assert name in users, f"{owner} connects as {name}, which is no KafkaUser"
+        secret = env["AITL_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert secret == {"name": name, "key": "password"}, owner  # Strimzi's Secret
+    assert "AITL_KAFKA_SASL_USERNAME" not in config  # one identity per service
     assert config["AITL_KAFKA_REPLICATION_FACTOR"] == str(k8s.REPLICAS)
     assert config["AITL_KAFKA_DEFAULT_PARTITIONS"] == str(k8s.PARTITIONS)
+
+
+def _allowed(user: dict[str, Any], kind: str, name: str, operation: str) -> bool:
+    """Whether a Strimzi simple-authorization user may do ``operation`` on a resource."""
+    for acl in user["spec"]["authorization"]["acls"]:
+        res = acl["resource"]
+        if res["type"] != kind or operation not in acl["operations"]:
+            continue
+        if kind == "cluster":
+            return True
+        pattern = res.get("patternType", "literal")
+        if res["name"] == name or (pattern == "prefix" and name.startswith(res["name"])):
+            return True
+    return False
+
+
+# What each service's pods do on the catalog's topics; nothing else is allowed.
+SERVICE_TOPICS = {
+    "aitl-gateway": {"Write": {"interactions", "suggestions", "annotations.*"}},
+    "aitl-processors": {
+        "Read": {"interactions", "suggestions", "annotations.*", "knowledge", "shards.sealed"},
+        "Write": {"judge.verdicts", "shards.sealed", "dlq"},
+    },
+    "aitl-trainers": {"Read": {"shards.sealed", "models"}, "Write": {"models"}},
+    "aitl-serving": {"Read": {"models", "knowledge"}, "Write": {"suggestions"}},
+    "aitl-knowledge": {"Write": {"knowledge"}},
+}
+
+
+def test_each_service_reads_and_writes_only_its_own_topics() -> None:
+    users = {u["metadata"]["name"]: u for u in of_kind("KafkaUser")}
+    assert set(users) == set(SERVICE_TOPICS)
+    prefix = of_kind("ConfigMap")[0]["data"]["AITL_KAFKA_TOPIC_PREFIX"]
+    for name, user in users.items():
+        for spec in CATALOG:
+            topic = prefix + spec.suffix
+            pattern = "annotations.*" if spec.suffix.startswith("annotations.") else spec.suffix
+            for op in ("Read", "Write"):
+                expected = pattern in SERVICE_TOPICS[name].get(op, set())
+                assert _allowed(user, "topic", topic, op) is expected, (name, op, topic)
+            assert _allowed(user, "topic", topic, "Describe"), (name, topic)  # start checks
+            assert not _allowed(user, "topic", topic, "Create"), (name, topic)  # Strimzi's
+    processors = users["aitl-processors"]
+    changelog = f"{prefix}processors-bundles-changelog"
+    assert all(_allowed(processors, "topic", changelog, op) for op in ("Create", "Write"))
+    assert _allowed(processors, "group", f"{prefix}processors", "Read")
+    assert _allowed(users["aitl-serving"], "group", f"{prefix}serving-indexer-1a2b", "Read")
+    assert _allowed(users["aitl-trainers"], "group", "aitl-trainers", "Read")
+    assert not _allowed(users["aitl-gateway"], "topic", f"{prefix}models", "Write")
 
 
 def _module_defines(module: str, name: str) -> bool:
@@ -313,3 +362,17 @@ def test_secrets_the_manifests_read_are_documented() -> None:
     assert names
     for name in names:
         assert f" {name}" in docs or f'"{name}"' in docs or f"`{name}`" in docs, name
+
+
+def test_trainers_and_serving_share_the_lifecycle_key_and_nothing_else_has_it() -> None:
+    """Trainers sign lifecycle events and serving verifies them: both read the one Secret;
+    the gateway and the processors, which never write the models topic, do not get it."""
+    for owner, _, container in aitl_containers():
+        refs = {
+            e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+            for e in container.get("env", [])
+        }
+        if owner.startswith(("CronJob/", "RayService/")):
+            assert refs.get("AITL_LIFECYCLE_KEY") == "aitl-lifecycle-key", owner
+        else:
+            assert "AITL_LIFECYCLE_KEY" not in refs, owner

@@ -350,7 +350,8 @@ async def test_a_message_that_cannot_be_processed_is_dead_lettered(h: Harness) -
     out = await h.feed(S["suggestion"], S["adoption"], S["relevance"])
     (dead,) = out.dead
     letter = DeadLetter.from_message(dead.key, dead.value, dead.headers)
-    assert letter.stage == "process" and "judge bug" in letter.error
+    assert letter.stage == "process" and letter.error_class == "ValueError"
+    assert "judge bug" not in letter.error  # an exception's text may quote the message
     assert [v.annotation_type for v, _ in out.verdicts] == ["ADOPTION"]
 
 
