@@ -21,6 +21,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -533,12 +534,13 @@ class LocalKafkaCluster:
             time.sleep(0.5)
 
     def stop(self, timeout_s: float = 30) -> bool:
-        """Stop every node (a stopped, SIGSTOPped node is continued first)."""
-        was = False
+        """Stop every node at once (a SIGSTOPped node is continued first): one at a time,
+        the last ones would wait for a quorum that is gone and be killed after the timeout."""
         for node in self.nodes:
             node.send_signal(signal.SIGCONT)
-            was = node.stop(timeout_s=timeout_s) or was
-        return was
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            stopped = list(pool.map(lambda node: node.stop(timeout_s=timeout_s), self.nodes))
+        return any(stopped)
 
 
 def local_ports(first: int, brokers: int) -> list[int]:

@@ -14,7 +14,7 @@ import logging
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from kernel.errors import DeliveryError
+from kernel.errors import DeliveryError, InfraError
 from kernel.events import Component
 from kernel.settings import KafkaSettings
 from kernel.shards import ShardStore
@@ -42,14 +42,15 @@ def announced_shards(settings: KafkaSettings, topic: str, timeout_s: float = 30.
         while left:
             msg = consumer.poll(timeout_s)
             if msg is None:
-                raise DeliveryError(f"{topic} not read to its end in {timeout_s:.0f}s")
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    left.discard(msg.partition())
+                raise InfraError(f"{topic} not read to its end in {timeout_s:.0f}s")
+            error, key = msg.error(), msg.key()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    left.discard(msg.partition() or 0)
                     continue
-                raise DeliveryError(f"reading {topic}: {msg.error()}")
-            if msg.key() is not None:
-                ids.add(msg.key().decode())
+                raise InfraError(f"reading {topic}: {error}")
+            if key is not None:
+                ids.add(key.decode())
         return ids
     finally:
         consumer.close()

@@ -104,7 +104,7 @@ class Nemesis:
         pause_s: float,
         gap_s: float = 1.0,
     ) -> None:
-        self.cluster, self.kill_worker, self.history = cluster, kill_worker, history
+        self.cluster, self._kill_a_worker, self.history = cluster, kill_worker, history
         self.rng = random.Random(seed)
         self.pause_s, self.gap_s = pause_s, gap_s
         self._stop = threading.Event()
@@ -143,7 +143,7 @@ class Nemesis:
         self.cluster.wait_ready(120, [node])
 
     def kill_worker(self) -> None:
-        self.history.fault("sigkill", self.kill_worker(self.rng))
+        self.history.fault("sigkill", self._kill_a_worker(self.rng))
 
 
 def read_event_ids(

@@ -105,7 +105,7 @@ def _publish_under_faults(
     workers: Workers, history: History,
 ) -> None:  # fmt: skip
     chunk = 25
-    pace = max(0.0, 420.0 / max(1, len(w.stream)))  # spread over ~7 min of faults
+    pace = TARGET * 12.0 / max(1, len(w.stream))  # spread over the faults (~12 s each)
     for i in range(0, len(w.stream), chunk):
         pub.publish(w.stream[i : i + chunk])
         if i == (len(w.stream) // 2) // chunk * chunk:
