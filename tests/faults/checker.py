@@ -42,16 +42,19 @@ def check_rows(stack: Stack, w: Workload) -> list[str]:
 
 def check_verdicts(stack: Stack, w: Workload) -> list[str]:
     verdicts = stack.verdicts_by_annotation()
-    wrong = [eid for eid, ok in w.expected.items() if {v.accepted for v in verdicts[eid]} != {ok}]
+    kinds = {a.envelope.event_id: a.event_type for a in w.annotations}
+    wrong = [
+        (kinds[eid], ok, [(v.accepted, v.reasons) for v in verdicts[eid]])
+        for eid, ok in w.expected.items()
+        if {v.accepted for v in verdicts[eid]} != {ok}
+    ]
     orphans = [
         o.envelope.event_id
         for o in w.orphans
         if not verdicts[o.envelope.event_id]
         or any(v.accepted for v in verdicts[o.envelope.event_id])
     ]
-    out = [f"{len(wrong)} annotations without their expected verdict, e.g. {wrong[:3]}"] * bool(
-        wrong
-    )
+    out = [f"{len(wrong)} annotations without their expected verdict: {wrong[:3]}"] * bool(wrong)
     return out + [f"{len(orphans)} orphans not rejected"] * bool(orphans)
 
 

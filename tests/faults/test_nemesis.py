@@ -126,7 +126,15 @@ def test_nemesis_loses_and_duplicates_nothing(cluster: LocalKafkaCluster, tmp_pa
         topic_prefix=f"f{uuid.uuid4().hex[:8]}.",
         replication_factor=3,
     )
-    stack = Stack(settings, tmp_path, AITL_KAFKA_REPLICATION_FACTOR="3")
+    # the join's waits outlast an outage: a preference judged before its delayed adoption
+    # arrives is accepted unchecked (found by this suite with the 3 s default of the tests)
+    stack = Stack(
+        settings,
+        tmp_path,
+        AITL_KAFKA_REPLICATION_FACTOR="3",
+        AITL_PROCESSORS_ADOPTION_WAIT_S="60",
+        AITL_PROCESSORS_CONTEXT_WAIT_S="90",
+    )
     try:
         _run(stack, cluster, settings)
     finally:
