@@ -11,8 +11,16 @@ second announcement by a sibling starting at the same time compacts away).
 from __future__ import annotations
 
 import logging
+import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from kernel.errors import DeliveryError, InfraError
 from kernel.events import Component
@@ -59,8 +67,19 @@ def announced_shards(settings: KafkaSettings, topic: str, timeout_s: float = 30.
 def announce_missing(
     settings: KafkaSettings, store: ShardStore, topic: str, serde: AvroSerde
 ) -> list[str]:
-    """Publish ``ShardSealed`` for each sealed shard not on ``topic``; their ids."""
-    seen = announced_shards(settings, topic)
+    """Publish ``ShardSealed`` for each sealed shard not on ``topic``; their ids.
+
+    A broker that dies during the read (the fault suite's nemesis) is retried for a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            seen = announced_shards(settings, topic)
+            break
+        except (KafkaException, InfraError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("reading %s failed (%s): retrying", topic, exc)
+            time.sleep(2)
     missing = [m for c in Component for m in store.manifests(c) if m.shard_id not in seen]
     if not missing:
         return []
