@@ -30,6 +30,11 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{doc['accepted']:,} / {doc['accepted'] - doc['accepted_not_sealed']:,}",
         ),  # fmt: skip
         ("examples sealed twice", str(doc["examples_sealed_twice"])),
+        ("worker exits not injected (restarted)", str(len(doc["worker_exits_not_injected"]))),
+        (
+            "recovery after the last fault",
+            f"{doc['recovery_s']:.0f} s (context wait {doc['context_wait_s']:.0f} s)",
+        ),  # fmt: skip
         ("checker problems", "; ".join(doc["problems"]) or "none"),
     ]
     head = (
@@ -42,6 +47,11 @@ def markdown(doc: dict[str, Any]) -> str:
     return f"{head}\n\n| | |\n|---|---|\n{table}\n"
 
 
+def main() -> None:
+    """Regenerate the README table from bench/results/faults.json."""
+    write(json.loads(RESULTS.read_text()))
+
+
 def write(doc: dict[str, Any], results: Path = RESULTS, readme: Path = README) -> None:
     results.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     text = readme.read_text()
@@ -49,3 +59,7 @@ def write(doc: dict[str, Any], results: Path = RESULTS, readme: Path = README) -
         head, rest = text.split(START, 1)
         _, tail = rest.split(END, 1)
         readme.write_text(f"{head}{START}\n{markdown(doc)}{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()

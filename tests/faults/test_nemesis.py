@@ -129,7 +129,8 @@ def test_nemesis_loses_and_duplicates_nothing(cluster: LocalKafkaCluster, tmp_pa
         replication_factor=3,
     )
     # the join's waits outlast an outage: a preference judged before its delayed adoption
-    # arrives is accepted unchecked (found by this suite with the 3 s default of the tests)
+    # arrives is accepted unchecked (found by this suite with the 3 s default of the tests);
+    # with a 90 s context wait, 2 requests' annotations were judged orphans after the faults
     stack = Stack(
         settings,
         tmp_path,
