@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-unit lint demo bench bench-quality kafka-jars system-deps clean
+.PHONY: setup test test-unit test-faults lint demo bench bench-quality kafka-jars system-deps clean
 
 ## setup: the virtual env (rebuilt only when uv.lock changes) and the Kafka jars
 setup: $(STAMP) $(JARS_STAMP)
@@ -43,6 +43,12 @@ kafka-jars: $(JARS_STAMP)
 ## test: unit, integration (real Kafka broker, started by the tests; the console in Debian's chromium) and e2e
 test: setup system-deps
 	$(BIN)/python -m pytest -q --timeout=900 tests
+
+## test-faults: the fault suite: a seeded nemesis against a 3-broker cluster and two workers
+## (>= 30 faults, ~15 min); writes bench/results/faults.json and the README's fault table
+test-faults: setup
+	AITL_FAULTS_OUT=bench/results/faults.json $(BIN)/python -m pytest -q --timeout=2400 \
+	  --run-nemesis -s tests/faults/test_nemesis.py
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

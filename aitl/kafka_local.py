@@ -21,9 +21,10 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -36,8 +37,6 @@ _log = logging.getLogger(__name__)
 DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "kafka"
 # log4j2's own shutdown hook would race Kafka's and cut the shutdown lines from server.log.
 JVM_OPTS = (
-    "-Xms256m",
-    "-Xmx768m",
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
     "-Djava.awt.headless=true",
@@ -119,6 +118,12 @@ class LocalKafka:
     cache_root: Path = field(default_factory=lambda: Path.home() / ".cache" / "aitl")
     deploy_dir: Path = DEPLOY_DIR
     on_step: Callable[[str], None] | None = None
+    # -- one node of a LocalKafkaCluster (defaults: the single broker) ---------------------
+    node_id: int = 1
+    voters: str | None = None  # static controller quorum "1@host:port,2@host:port,..."
+    cluster_id: str | None = None  # the same for every node of a cluster
+    replication: int = 1  # of the broker's internal topics and its topic default
+    heap: str = "768m"
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -216,10 +221,16 @@ class LocalKafka:
     def _server_properties(self) -> str:
         listener = "SASL_PLAINTEXT" if self.sasl_plain_users else "PLAINTEXT"
         external = f"{listener}://{_HOST}:{self.port}"
+        rf, min_isr = str(self.replication), str(min(2, self.replication))
+        quorum = (
+            {"controller.quorum.voters": self.voters}
+            if self.voters
+            else {"controller.quorum.bootstrap.servers": f"{_HOST}:{self.controller_port}"}
+        )
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{_HOST}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            **quorum,
             "listeners": f"{external},CONTROLLER://{_HOST}:{self.controller_port}",
             "advertised.listeners": external,
             "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
@@ -229,11 +240,13 @@ class LocalKafka:
             "num.partitions": str(self.partitions),
             "auto.create.topics.enable": "false",
             "group.initial.rebalance.delay.ms": "0",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
         }
         if self.sasl_plain_users:
             # The broker reaches itself over the same listener, as a user of its own.
@@ -272,9 +285,11 @@ class LocalKafka:
         if (self.data_dir / "data" / "meta.properties").is_file():
             return
         self._step(f"formatting KRaft storage in {self.data_dir / 'data'}")
+        # a static quorum (voters in the config) is formatted without --standalone
+        solo = () if self.voters else ("--standalone",)
         cmd = self._java(
-            "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", random_cluster_id(), "-c", str(self.config_path),
+            "kafka.tools.StorageTool", "format", *solo,
+            "-t", self.cluster_id or random_cluster_id(), "-c", str(self.config_path),
             jvm=("-Xmx256m",),
         )  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -306,11 +321,10 @@ class LocalKafka:
         pid = self._pid()
         return KafkaStatus(pid is not None, pid, self.bootstrap, self.version, self.data_dir)
 
-    def start(self, wait_s: float = 60) -> str:
-        """Start the broker (or find it running) and return its bootstrap once it answers."""
+    def launch(self) -> None:
+        """Start the broker's JVM (unless it runs) without waiting for it to answer."""
         if self.is_running():
-            self._wait_ready(wait_s)
-            return self.bootstrap
+            return
         for port in (self.port, self.controller_port):
             if _port_open(port):
                 raise LocalKafkaError(f"port {port} on {_HOST} is taken by another process")
@@ -318,13 +332,21 @@ class LocalKafka:
         self._write_config()
         self._format_storage()
         self._step(f"starting Kafka {self.version} on {self.bootstrap} (data in {self.data_dir})")
-        cmd = self._java("kafka.Kafka", str(self.config_path), jvm=JVM_OPTS)
+        heap = (f"-Xms{min(256, int(self.heap.rstrip('m')))}m", f"-Xmx{self.heap}")
+        cmd = self._java("kafka.Kafka", str(self.config_path), jvm=heap + JVM_OPTS)
         with open(self.log_dir / "kafka.out", "ab") as out:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=self.data_dir, start_new_session=True,
             )  # fmt: skip
         self.pid_path.write_text(f"{self._proc.pid}\n")
+
+    def start(self, wait_s: float = 60) -> str:
+        """Start the broker (or find it running) and return its bootstrap once it answers."""
+        if self.is_running():
+            self._wait_ready(wait_s)
+            return self.bootstrap
+        self.launch()
         try:
             self._wait_ready(wait_s)
         except LocalKafkaError:
@@ -363,6 +385,19 @@ class LocalKafka:
                 parts.append(f"--- last lines of {log} ---\n{text}")
         return "\n".join(parts) or "(no broker log written)"
 
+    def send_signal(self, sig: signal.Signals) -> bool:
+        """Send ``sig`` to the running broker (the fault tests' SIGKILL, SIGSTOP, SIGCONT)."""
+        pid = self._pid()
+        if pid is None:
+            return False
+        os.kill(pid, sig)
+        if sig == signal.SIGKILL:
+            if self._proc is not None and self._proc.pid == pid:
+                self._proc.wait(timeout=10)
+                self._proc = None
+            self.pid_path.unlink(missing_ok=True)
+        return True
+
     def stop(self, timeout_s: float = 30) -> bool:
         """SIGTERM the broker, wait for its clean shutdown, SIGKILL it after the timeout.
 
@@ -387,6 +422,131 @@ class LocalKafka:
         self.pid_path.unlink(missing_ok=True)
         self._proc = None
         return True
+
+
+@dataclass
+class LocalKafkaCluster:
+    """Several combined broker+controller nodes on 127.0.0.1: a static KRaft quorum of all
+    of them, topics replicated ``min(3, brokers)`` times with ``min.insync.replicas=2``, so
+    one node may die (or stall) with no acknowledged write lost and no pause in writes.
+
+    Node ``i`` keeps its data in ``<data_dir>/node-<i>`` and listens on ``ports[i-1]``."""
+
+    data_dir: Path
+    ports: list[int]
+    controller_ports: list[int]
+    version: str = "4.1.2"
+    partitions: int = 6
+    java_home: Path | None = None
+    cache_root: Path = field(default_factory=lambda: Path.home() / ".cache" / "aitl")
+    heap: str = "256m"
+    on_step: Callable[[str], None] | None = None
+    nodes: list[LocalKafka] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+        if len(self.ports) != len(self.controller_ports) or len(self.ports) < 2:
+            raise LocalKafkaError("a cluster needs two or more nodes, each with two ports")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        id_file = self.data_dir / "cluster.id"
+        if not id_file.is_file():
+            id_file.write_text(random_cluster_id() + "\n")
+        cluster_id = id_file.read_text().strip()
+        voters = ",".join(
+            f"{i}@{_HOST}:{port}" for i, port in enumerate(self.controller_ports, start=1)
+        )
+        self.nodes = [
+            LocalKafka(
+                self.data_dir / f"node-{i}",
+                port,
+                cport,
+                self.version,
+                self.partitions,
+                java_home=self.java_home,
+                cache_root=self.cache_root,
+                on_step=self.on_step,
+                node_id=i,
+                voters=voters,
+                cluster_id=cluster_id,
+                replication=min(3, len(self.ports)),
+                heap=self.heap,
+            )  # fmt: skip
+            for i, (port, cport) in enumerate(
+                zip(self.ports, self.controller_ports, strict=True), start=1
+            )
+        ]
+
+    @classmethod
+    def from_settings(cls, settings: KafkaSettings, brokers: int, **overrides: Any) -> Self:
+        """The cluster ``aitl kafka start --brokers N`` runs: node i on local_port + 2(i-1)."""
+        kwargs: dict[str, Any] = {
+            "data_dir": settings.local_dir,
+            "ports": local_ports(settings.local_port, brokers),
+            "controller_ports": local_ports(settings.local_controller_port, brokers),
+            "version": settings.version,
+            "partitions": settings.default_partitions,
+        }
+        return cls(**(kwargs | overrides))
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def client_config(self) -> dict[str, str]:
+        return {"bootstrap.servers": self.bootstrap}
+
+    def status(self) -> list[KafkaStatus]:
+        return [node.status() for node in self.nodes]
+
+    def ensure_jars(self) -> Path:
+        return self.nodes[0].ensure_jars()
+
+    def is_running(self) -> bool:
+        return all(node.is_running() for node in self.nodes)
+
+    def start(self, wait_s: float = 90) -> str:
+        """Start every node (the quorum needs a majority before any answers), then wait
+        until each answers and all brokers are registered."""
+        self.ensure_jars()
+        for node in self.nodes:
+            node.launch()
+        try:
+            self.wait_ready(wait_s)
+        except LocalKafkaError:
+            self.stop(timeout_s=10)
+            raise
+        return self.bootstrap
+
+    def wait_ready(self, wait_s: float = 90, nodes: list[LocalKafka] | None = None) -> None:
+        """Wait until ``nodes`` (default: all) answer and the cluster lists all brokers."""
+        deadline = time.monotonic() + wait_s
+        for node in nodes or self.nodes:
+            node._wait_ready(max(1.0, deadline - time.monotonic()))
+        admin = AdminClient(self.client_config() | {"log_level": 0})
+        while True:
+            try:
+                if len(admin.list_topics(timeout=5).brokers) == len(self.nodes):
+                    return
+            except KafkaException:
+                pass
+            if time.monotonic() > deadline:
+                raise LocalKafkaError(f"not every broker of {self.bootstrap} registered")
+            time.sleep(0.5)
+
+    def stop(self, timeout_s: float = 30) -> bool:
+        """Stop every node at once (a SIGSTOPped node is continued first): one at a time,
+        the last ones would wait for a quorum that is gone and be killed after the timeout."""
+        for node in self.nodes:
+            node.send_signal(signal.SIGCONT)
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            stopped = list(pool.map(lambda node: node.stop(timeout_s=timeout_s), self.nodes))
+        return any(stopped)
+
+
+def local_ports(first: int, brokers: int) -> list[int]:
+    """The local cluster's ports: ``first``, ``first + 2``, ... (broker and controller
+    ports interleave: 9092, 9094, 9096 and 9093, 9095, 9097)."""
+    return [first + 2 * i for i in range(brokers)]
 
 
 def _port_open(port: int) -> bool:

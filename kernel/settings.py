@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -35,12 +35,32 @@ class KafkaSettings(BaseSettings):
     ssl_key_password: SecretStr | None = None
     topic_prefix: str = Field(default="aitl.", description="prefix of every aitl topic name")
     default_partitions: int = 6
-    replication_factor: int = 1
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="of every topic aitl creates; unset with local_brokers > 1: min(3, brokers)",
+    )
     # Local broker (dev, tests, demo)
     version: str = Field(default="4.1.2", description="Apache Kafka version of the local broker")
     local_dir: Path = Field(default=Path(".aitl/kafka"), description="local broker data + logs")
     local_port: int = 9092
     local_controller_port: int = 9093
+    local_brokers: int = Field(
+        default=1,
+        ge=1,
+        description="nodes of the local cluster (aitl kafka start --brokers); node i listens "
+        "on local_port + 2(i-1), and clients bootstrap from all of them",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicate_on_a_local_cluster(cls, data: Any) -> Any:
+        """A local cluster replicates every topic min(3, brokers) times unless told."""
+        if isinstance(data, dict) and "replication_factor" not in data:
+            brokers = int(data.get("local_brokers", 1))
+            if brokers > 1 and not data.get("bootstrap"):
+                data = data | {"replication_factor": min(3, brokers)}
+        return data
 
 
 class Settings(BaseSettings):

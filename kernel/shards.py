@@ -15,7 +15,7 @@ unit test; the Arrow schemas are generated from those contracts.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
@@ -117,8 +117,19 @@ class ShardStore:
         """Where a shard's Parquet file goes (known before it is written)."""
         return f"{self._dir(manifest.component, manifest.split)}/{manifest.shard_id}.parquet"
 
-    def write(self, manifest: Manifest, rows: Sequence[Mapping[str, object]]) -> Manifest:
-        """Write the Parquet file, then the manifest (the seal). Idempotent per shard id."""
+    def write(
+        self,
+        manifest: Manifest,
+        rows: Sequence[Mapping[str, object]],
+        after: Callable[[str], None] | None = None,
+    ) -> Manifest:
+        """Write the Parquet file, then the manifest (the seal). Idempotent per shard id.
+
+        ``after(stage)`` runs after each stage (``begin``, ``parquet_renamed``,
+        ``manifest_written``): the processors' fault injection crashes there.
+        """
+        step = after or (lambda _stage: None)
+        step("begin")
         d = self._dir(manifest.component, manifest.split)
         self.fs.makedirs(d, exist_ok=True)
         data_path = self.data_path(manifest)
@@ -128,12 +139,14 @@ class ShardStore:
         with self.fs.open(tmp_path, "wb") as fh:
             pq.write_table(table, fh)
         self.fs.mv(tmp_path, data_path)
+        step("parquet_renamed")
         manifest.parquet = data_path
         manifest.rows = table.num_rows
         man_tmp = f"{d}/{manifest.shard_id}.manifest.json.tmp"
         with self.fs.open(man_tmp, "w") as fh:
             fh.write(manifest.to_json())
         self.fs.mv(man_tmp, f"{d}/{manifest.shard_id}.manifest.json")
+        step("manifest_written")
         return manifest
 
     def manifests(self, component: str | Component, split: str | None = None) -> list[Manifest]:

@@ -33,8 +33,10 @@ from kernel.errors import InfraError
 from kernel.settings import Settings
 from kernel.shards import ShardStore
 from processors import metrics
+from processors.announce import announce_missing
 from processors.engine import Engine, Outputs, Record
 from processors.examples import PromptShape
+from processors.faults import Faults
 from processors.judge import CompositeJudge, IntegrityJudge, Judge, LLMJudge, RuleJudge
 from processors.knowledge import KnowledgeView
 from processors.offsets import AckTracker, GapGuard
@@ -201,12 +203,16 @@ class Processor:
         self.cases = TrackedTable(self.app, name="cases", partitions=parts, **RAW_TABLE)
         for table in (self.bundles, self.cases):
             self.app.tables.add(table)
+        self.faults = Faults(ps)
         self.writer = ShardWriter(
             ShardStore(settings.shard_store),
             self.judge.version,
             ps.seal_rows,
             ps.seal_age_s,
             defer_writes=True,  # Parquet is written in a thread, off the stream's path
+            after_stage=self.faults.store_stage
+            if ps.fault_point or ps.fault_store_delay_s
+            else None,
         )
         self.engine = self._engine(knowledge)
         # table writes queue in faust's producer buffer; past max_messages faust pauses the
@@ -359,7 +365,11 @@ class Processor:
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
         """Seal what is open and acknowledge what is done before the partitions move."""
         async with self.lock:
-            await self._emit(self.engine.seal_all())
+            out = self.engine.seal_all()
+            await self._emit(out)
+            if revoked and out.sealed:
+                await asyncio.sleep(0)  # the shard writes start in their threads
+                self.faults.hit("in_revoke")
             await self._settle()
             await self.app.consumer.commit()
             lost = {(tp.topic, tp.partition) for tp in revoked}
@@ -414,6 +424,7 @@ class Processor:
         """Write a sealed shard in a thread, then publish its shard-sealed event."""
         started = time.perf_counter()
         await asyncio.to_thread(shard.write)
+        self.faults.hit("after_manifest")
         value = self.serde.encode(shard.event, topic.get_topic_name())
         await (await topic.send(key=shard.event.key().encode(), value=value))
         log.info(
@@ -507,6 +518,8 @@ class Processor:
         self.writer.warm_up()
         n = self.writer.load_sealed()
         log.info("%d sealed example ids read in %.1fs", n, time.monotonic() - started)
+        topic = self.topics.name("shards.sealed")
+        announce_missing(self.settings.kafka, self.writer.store, topic, self.serde)
         if self.knowledge_view is not None:
             self.knowledge_view.start(self.ps.knowledge_wait_s)
 

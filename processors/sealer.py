@@ -64,6 +64,7 @@ class SealedShard:
     tickets: list[Ticket]
     store: ShardStore
     rows: list[Row] | None = None
+    after_stage: Callable[[str], None] | None = None  # the fault hook (processors/faults.py)
 
     @property
     def written(self) -> bool:
@@ -73,11 +74,30 @@ class SealedShard:
         """Parquet, then the manifest (the seal); blocking I/O, safe in a thread."""
         if self.rows is None:
             return
-        self.manifest = self.store.write(self.manifest, self.rows)
+        self.manifest = self.store.write(self.manifest, self.rows, self.after_stage)
         self.rows = None
         component, split = self.manifest.component, self.manifest.split
         metrics.SHARD_ROWS.labels(component, split).inc(self.manifest.rows)
         metrics.SHARDS_SEALED.labels(component, split).inc()
+
+
+def sealed_event(store: ShardStore, manifest: Manifest) -> ShardSealed:
+    """The ``ShardSealed`` event that announces a shard, from its manifest alone (so a
+    shard sealed by a worker that died before announcing it can be announced later)."""
+    uri = store.fs.unstrip_protocol(manifest.parquet)
+    return ShardSealed(
+        envelope=Envelope(tenant_id=manifest.tenant_id),
+        shard_id=manifest.shard_id,
+        component=Component.parse(manifest.component),
+        split=Split.parse(manifest.split),
+        uri=uri,
+        manifest_uri=uri.removesuffix(".parquet") + ".manifest.json",
+        rows=manifest.rows,
+        min_event_time=datetime.fromisoformat(manifest.min_event_time),
+        max_event_time=datetime.fromisoformat(manifest.max_event_time),
+        judge_version=manifest.judge_version,
+        source_offsets=[OffsetRange(**o) for o in manifest.source_offsets],
+    )
 
 
 class ShardWriter:
@@ -91,8 +111,10 @@ class ShardWriter:
         seal_age_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         defer_writes: bool = False,
+        after_stage: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        self.after_stage = after_stage
         self.defer_writes = defer_writes
         self.judge_version = judge_version
         self.seal_rows = seal_rows
@@ -190,21 +212,10 @@ class ShardWriter:
         self.sealed_ids.update(tids)
         self._open_ids.difference_update(tids)
         metrics.SHARD_OPEN_ROWS.labels(component, split).set(0)
-        uri = self.store.fs.unstrip_protocol(manifest.parquet)
-        event = ShardSealed(
-            envelope=Envelope(tenant_id=tenant),
-            shard_id=shard_id,
-            component=Component.parse(component),
-            split=Split.parse(split),
-            uri=uri,
-            manifest_uri=uri.removesuffix(".parquet") + ".manifest.json",
-            rows=manifest.rows,
-            min_event_time=min(times),
-            max_event_time=max(times),
-            judge_version=self.judge_version,
-            source_offsets=[OffsetRange(**o) for o in manifest.source_offsets],
+        event = sealed_event(self.store, manifest)
+        sealed = SealedShard(
+            manifest, event, shard.tickets, self.store, shard.rows, self.after_stage
         )
-        sealed = SealedShard(manifest, event, shard.tickets, self.store, shard.rows)
         if not self.defer_writes:
             sealed.write()
         return sealed

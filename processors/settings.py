@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+FaultPoint = Literal["after_parquet_rename", "after_manifest", "in_revoke"]
+
 
 class ProcessorSettings(BaseSettings):
     """How the stream processors join, judge, redact, split and seal."""
@@ -70,4 +72,13 @@ class ProcessorSettings(BaseSettings):
     session_timeout_s: float = Field(
         default=30.0,
         description="consumer group session timeout: how soon a dead worker's partitions move",
+    )
+    # -- fault injection (tests/faults; never set in production) ---------------------
+    fault_point: FaultPoint | None = Field(
+        default=None,
+        description="SIGKILL the worker at this point the first time it is reached "
+        "(processors/faults.py lists them)",
+    )
+    fault_store_delay_s: float = Field(
+        default=0.0, ge=0.0, description="a slow shard store: sleep this long in each write stage"
     )

@@ -27,6 +27,13 @@ def admin_client(settings: KafkaSettings) -> AdminClient:
     return AdminClient(client_config(settings))
 
 
+def min_insync(settings: KafkaSettings) -> dict[str, str]:
+    """``min.insync.replicas`` for replicated topics: all but one replica (at most 2), so an
+    ``acks=all`` write survives one broker lost and writes go on while one is down."""
+    rf = settings.replication_factor
+    return {"min.insync.replicas": str(min(2, rf - 1))} if rf > 1 else {}
+
+
 def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> TopicReport:
     """Create missing topics; for existing ones, report partition/config drift."""
     admin = admin_client(settings)
@@ -38,7 +45,7 @@ def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> TopicRepo
             name,
             num_partitions=topics.partitions(spec),
             replication_factor=settings.replication_factor,
-            config=spec.configs(),
+            config=spec.configs() | min_insync(settings),
         )
         for name, spec in topics
         if name not in present

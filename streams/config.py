@@ -34,7 +34,10 @@ LIBRDKAFKA_LOG.addFilter(_TransientToDebug())
 
 def bootstrap(settings: KafkaSettings) -> str:
     """The configured cluster, or the local broker aitl starts for dev and tests."""
-    return settings.bootstrap or f"127.0.0.1:{settings.local_port}"
+    if settings.bootstrap:
+        return settings.bootstrap
+    ports = (settings.local_port + 2 * i for i in range(settings.local_brokers))
+    return ",".join(f"127.0.0.1:{port}" for port in ports)
 
 
 def client_config(settings: KafkaSettings) -> dict[str, Any]:

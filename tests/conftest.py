@@ -26,11 +26,25 @@ def java_home() -> Path | None:
     return Path(value) if value else None
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-nemesis",
+        action="store_true",
+        help="run the fault suite's nemesis tests (make test-faults; minutes, 3 brokers)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark tests by folder (integration, e2e) and skip ``gpu`` tests without CUDA."""
+    """Mark tests by folder (integration, e2e), skip ``nemesis`` tests unless asked for
+    (``--run-nemesis``: they run for many minutes) and ``gpu`` tests without CUDA."""
+    nemesis = pytest.mark.skip(reason="the fault suite runs with --run-nemesis (make test-faults)")
     for item in items:
         path = Path(item.path)
-        if path.is_relative_to(TESTS_DIR / "integration"):
+        if item.get_closest_marker("nemesis") and not config.getoption("--run-nemesis"):
+            item.add_marker(nemesis)
+        if path.is_relative_to(TESTS_DIR / "integration") or path.is_relative_to(
+            TESTS_DIR / "faults"
+        ):
             item.add_marker(pytest.mark.integration)
         elif path.is_relative_to(TESTS_DIR / "e2e"):
             item.add_marker(pytest.mark.e2e)
