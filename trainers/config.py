@@ -166,6 +166,11 @@ class GateConfig:
         "0.5 + margin (tie-break: reply_similarity)",
         "win_rate",
     )
+    open_for_tests: bool = _help(
+        "allow a negative margin, which promotes every candidate: tests and demos that must "
+        "see a promotion; the gate refuses a negative margin otherwise",
+        False,
+    )
 
 
 @dataclass
@@ -247,7 +252,7 @@ class TrainerSettings(BaseSettings):
         default=60.0, description="cycle at least this often (if new data)"
     )
     components: str = Field(default="retriever,ranker", description="comma-separated components")
-    margin: float = Field(default=0.0, description="promotion gate margin")
+    margin: float = Field(default=0.0, ge=0.0, description="promotion gate margin (>= 0)")
     config_file: Path | None = Field(default=None, description="YAML trainer config")
     mlflow_tracking_uri: str | None = Field(
         default=None,

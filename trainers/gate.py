@@ -65,6 +65,11 @@ def decide(
     """
     metric = gate_metric(component, config)
     margin = config.margin
+    if margin < 0 and not config.open_for_tests:
+        raise ValueError(
+            f"gate margin {margin} < 0 would promote every candidate; "
+            "only tests may open the gate (GateConfig.open_for_tests)"
+        )
     cand = candidate.get(metric)
     base = 0.5 if metric == "win_rate" else serving.get(metric)
     if cand is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 import uuid
@@ -27,6 +28,28 @@ from kernel.settings import KafkaSettings
 from trainers.snapshot import Snapshot
 
 SNAPSHOTS = "_snapshots"
+
+
+STALE_S = 3600.0  # a staging dir untouched this long belongs to a trainer that died
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file under ``root`` and the directories naming them to the disk."""
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file():
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+        elif path.is_dir():
+            _fsync_dir(path)
+    _fsync_dir(root)
 
 
 class RegistryError(ModelError):
@@ -58,22 +81,36 @@ class CheckpointStore:
         return path if self.is_local else self.fs.unstrip_protocol(path)
 
     def staging_dir(self, component: str, version: str) -> Path:
-        """A local dir to build a checkpoint in before ``publish`` moves it into the store."""
+        """A local dir to build a checkpoint in before ``publish`` moves it into the store;
+        staging dirs a crashed trainer left behind (older than ``STALE_S``) are removed."""
         root = Path(self.base) if self.is_local else self.cache_dir
-        path = root / component.lower() / f".staging-{version}"
+        parent = root / component.lower()
+        path = parent / f".staging-{version}"
+        if parent.is_dir():
+            cutoff = time.time() - STALE_S
+            for old in parent.glob(".staging-*"):
+                if old != path and old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old, ignore_errors=True)
         if path.exists():
             shutil.rmtree(path)
         path.mkdir(parents=True)
         return path
 
     def publish(self, local_dir: Path, component: str, version: str) -> str:
-        """Move (local) or upload (remote) a finished checkpoint; returns its URI."""
+        """Move (local) or upload (remote) a finished checkpoint; returns its URI.
+
+        Locally the files are fsynced and the directory renamed into place, one atomic
+        step: a version dir is complete or absent, even after a crash or power loss. (A
+        remote upload is not atomic; its registered sha256, checked at load, refuses a
+        half-uploaded one.)"""
         uri = self.uri(component, version)
         if self.is_local:
             target = Path(self.base) / component.lower() / version
             if target.exists():
                 raise RegistryError(f"checkpoint {target} already exists")
+            _fsync_tree(local_dir)
             local_dir.rename(target)
+            _fsync_dir(target.parent)
         else:
             self.fs.put(str(local_dir), self.fs._strip_protocol(uri), recursive=True)
             shutil.rmtree(local_dir, ignore_errors=True)

@@ -332,6 +332,7 @@ def _train(
     config.generator.eval_examples = cfg.generator_eval_prompts
     if cfg.gate_margin is not None:
         config.gate.margin = cfg.gate_margin
+        config.gate.open_for_tests = cfg.gate_margin < 0  # tests that must see a promotion
     promoted: dict[str, str] = {}
     cycles = []
     t = time.perf_counter()

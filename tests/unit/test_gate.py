@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kernel.events import Component
 from trainers.config import GateConfig
 from trainers.gate import decide
@@ -84,3 +86,16 @@ def test_generator_ties_are_counted_in_judged_pairs() -> None:
     assert decide(G, cand, {"reply_similarity": 0.55}, GateConfig()).promote
     lost = cand | {"win_rate": 0.375}  # a whole pair lost: refused
     assert not decide(G, lost, {"reply_similarity": 0.55}, GateConfig()).promote
+
+
+def test_a_negative_margin_is_refused_unless_a_test_opens_the_gate() -> None:
+    from pydantic import ValidationError
+
+    from trainers.config import TrainerSettings
+
+    cand, serving = {"recall_at_75": 0.1}, {"recall_at_75": 0.9}
+    with pytest.raises(ValueError, match="only tests may open the gate"):
+        decide(R, cand, serving, GateConfig(margin=-1.0))
+    assert decide(R, cand, serving, GateConfig(margin=-1.0, open_for_tests=True)).promote
+    with pytest.raises(ValidationError):
+        TrainerSettings(margin=-0.1)

@@ -183,3 +183,24 @@ def test_snapshot_record_round_trips(tmp_path: Path) -> None:
     assert store.load_snapshot(snap.snapshot_id) == snap
     with pytest.raises(RegistryError, match="no recorded snapshot"):
         store.load_snapshot("snap-missing")
+
+
+def test_publish_is_one_rename_of_flushed_files_and_stale_staging_goes(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from trainers.registry import STALE_S
+
+    store = CheckpointStore(str(tmp_path / "ckpt"))
+    crashed = store.staging_dir("retriever", "v-dead")  # a trainer died while writing
+    (crashed / "model.safetensors").write_bytes(b"half")
+    old = time.time() - STALE_S - 60
+    os.utime(crashed, (old, old))
+    recent = store.staging_dir("retriever", "v-busy")  # another trainer, still writing
+    staging = store.staging_dir("retriever", "v1")
+    assert not crashed.exists() and recent.exists()
+    (staging / "aitl_model.json").write_text("{}")
+    uri = store.publish(staging, "retriever", "v1")
+    assert not staging.exists() and (Path(uri) / "aitl_model.json").read_text() == "{}"
+    with pytest.raises(RegistryError, match="already exists"):
+        store.publish(store.staging_dir("retriever", "v1"), "retriever", "v1")
