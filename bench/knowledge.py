@@ -69,7 +69,8 @@ def exact_top(queries: np.ndarray, size: int, k: int = K) -> np.ndarray:
     for start in range(0, size, PAGE):
         sims = queries @ synthetic_vectors(start, min(PAGE, size - start)).T
         s = np.concatenate([best_s, sims], axis=1)
-        i = np.concatenate([best_i, np.arange(start, start + sims.shape[1])[None].repeat(len(s), 0)], 1)
+        rows = np.arange(start, start + sims.shape[1])[None].repeat(len(s), 0)
+        i = np.concatenate([best_i, rows], axis=1)
         keep = np.argpartition(-s, k - 1, axis=1)[:, :k]
         best_s, best_i = np.take_along_axis(s, keep, 1), np.take_along_axis(i, keep, 1)
     return best_i
@@ -106,7 +107,9 @@ def measure_one(engine: str, size: int, queries: int = QUERIES) -> dict[str, Any
     rss = _rss_mb()
     index.close()
     truth = exact_top(q, size)
-    recall = statistics.fmean(len(f & set(t.tolist())) / K for f, t in zip(found, truth, strict=True))
+    recall = statistics.fmean(
+        len(f & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)
+    )
     ordered = sorted(latencies)
     return {
         "p50": round(statistics.median(ordered), 2),
@@ -151,7 +154,9 @@ def hybrid(dataset: Dataset, retriever_model: str, k: int = 75, rank_k: int = 8)
     index = EdgeKnowledgeIndex(":memory:", "hybrid", hybrid=True)
     collection = index.collection_for("stock")
     index.ensure_collection(collection, encoder.dim)
-    docs = [KnowledgeDoc(o.id, o.text, o.title, o.kind.upper(), o.entity) for o in dataset.knowledge]
+    docs = [
+        KnowledgeDoc(o.id, o.text, o.title, o.kind.upper(), o.entity) for o in dataset.knowledge
+    ]
     index.upsert(collection, docs, encoder.encode([d.text for d in docs]))
     index.switch_alias(collection)
     queries = [c.query for c in dataset.cases]
@@ -190,6 +195,32 @@ def merge_into_serving(values: dict[str, Any]) -> Path:
     return file
 
 
+def plot(by_size: dict[str, Any], file: Path) -> Path:
+    """p99 latency by KB size per engine (log-log), recall vs exact next to each point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for engine, rows in by_size.items():
+        if not isinstance(rows, dict):
+            continue
+        done = sorted((int(n), r) for n, r in rows.items() if "p99" in r)
+        if not done:
+            continue
+        ax.plot([n for n, _ in done], [r["p99"] for _, r in done], marker="o", label=engine)
+        for n, r in done:
+            ax.annotate(f"R {r['recall_vs_exact']:.3f}", (n, r["p99"]), fontsize=7)
+    ax.axhline(50, color="grey", linestyle="--", linewidth=0.8, label="goal p99 50 ms")
+    ax.set(xscale="log", yscale="log", xlabel="knowledge objects", ylabel="p99 ms, k=75")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(file, dpi=120)
+    plt.close(fig)
+    return file
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--one"]:
         print(json.dumps(measure_one(argv[1], int(argv[2]))))
@@ -201,6 +232,7 @@ def main(argv: list[str]) -> int:
     results = {"retrieval_by_size": by_size, "hybrid": hotel_hybrid()}
     print(json.dumps(results, indent=2))
     print(merge_into_serving(results))
+    print(plot(by_size, RESULTS / "knowledge_scale.png"))
     return 0
 
 

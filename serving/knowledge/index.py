@@ -5,10 +5,12 @@ Each retriever version embeds the knowledge base into its own collection,
 the new collection next to the live one and then moves the alias in one atomic
 operation (blue/green), so a reader never sees a half-built index.
 
-Qdrant runs embedded by default (``QdrantClient(path=...)``, one client per path per
-process: the Retriever replica owns it) or as a server (``Settings.qdrant_url``); tests
-use ``location=":memory:"``. The embedded client is not thread-safe, so every call goes
-through one lock here; calls are short (exact search over a few thousand points is ms).
+:class:`KnowledgeIndex` is that contract on qdrant-client: a Qdrant server
+(``Settings.qdrant_url``) or its local mode (``QdrantClient(path=...)``, one client per
+path per process: the Retriever replica owns it; an exact numpy scan, fine for a few
+thousand objects). The embedded default is Qdrant Edge (:mod:`serving.knowledge.edge`);
+:func:`serving.knowledge.engines.open_index` picks. The local client is not thread-safe,
+so every call goes through one lock here.
 """
 
 from __future__ import annotations

@@ -44,9 +44,7 @@ def test_hybrid_reports_both_orders_on_a_dataset(monkeypatch: pytest.MonkeyPatch
         KnowledgeObject("kb-pool", "faq", "Pool?", "The pool opens at nine", "Acorn"),
     ]
     cases = [Case("c1", 0, [("U", "how much is a cot")], "how much is a cot", ["kb-cot"], "")]
-    monkeypatch.setattr(
-        "serving.retriever.load_encoder", lambda spec, model: WordEncoder("stock")
-    )
+    monkeypatch.setattr("serving.retriever.load_encoder", lambda spec, model: WordEncoder("stock"))
     out = knowledge.hybrid(Dataset("tiny", objects, cases), "any", k=2, rank_k=1)
     assert out["cases"] == 1
     assert out["hybrid_rrf"]["recall_at_2"] == 1.0
