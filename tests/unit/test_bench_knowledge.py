@@ -53,9 +53,17 @@ def test_hybrid_reports_both_orders_on_a_dataset(monkeypatch: pytest.MonkeyPatch
 
 def test_results_merge_into_serving_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(knowledge, "RESULTS", tmp_path)
-    (tmp_path / "serving.json").write_text(json.dumps({"suggest_rps": 1, "hybrid": 0}))
-    knowledge.merge_into_serving({"hybrid": {"dense": {}}})
+    before = {"suggest_rps": 1, "hybrid": 0, "retrieval_by_size": {"edge": {"10": 1, "20": 2}}}
+    (tmp_path / "serving.json").write_text(json.dumps(before))
+    knowledge.merge_into_serving(
+        {"hybrid": {"dense": {}}, "retrieval_by_size": {"edge": {"20": 3}, "local": {"10": 4}}}
+    )
     assert json.loads((tmp_path / "serving.json").read_text()) == {
         "suggest_rps": 1,
         "hybrid": {"dense": {}},
+        "retrieval_by_size": {"edge": {"10": 1, "20": 3}, "local": {"10": 4}},
     }
+
+
+def test_hybrid_is_skipped_cleanly_without_the_hotel_data(tmp_path: Path) -> None:
+    assert knowledge.hotel_hybrid(hotel=tmp_path) == {"skipped": f"no data at {tmp_path}"}
