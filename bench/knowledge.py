@@ -60,7 +60,8 @@ def synthetic_vectors(start: int, n: int, seed: int = 0) -> np.ndarray:
         hi = min(start + n, (page + 1) * PAGE) - page * PAGE
         out.append(rows[lo:hi])
     v = np.vstack(out).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    unit: np.ndarray = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return unit
 
 
 def exact_top(queries: np.ndarray, size: int, k: int = K) -> np.ndarray:

@@ -236,7 +236,8 @@ class EdgeKnowledgeIndex:
                         query=qe.Query.Nearest(self._bm25.embed_query(text), using=SPARSE),
                     ),
                 ],
-                query=qe.Fusion.Rrf(k=self.tuning.rrf_k),
+                # the stub types Fusion.Rrf as a class nested in Fusion, not one of it
+                query=qe.Fusion.Rrf(k=self.tuning.rrf_k),  # type: ignore[arg-type]
                 with_payload=True,
             )
         else:
