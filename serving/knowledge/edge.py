@@ -42,13 +42,16 @@ _ALIASES = "aliases.json"
 
 @dataclass(frozen=True)
 class EdgeTuning:
-    """HNSW and search knobs (defaults: Recall@75 >= 0.95 vs exact at 1M, see bench)."""
+    """HNSW and search knobs. The defaults give Recall@75 0.96 vs exact at 100k synthetic
+    objects (``python -m bench.knowledge``). ``optimize_after``: new points scanned exactly
+    before the graph is rebuilt; building once per 100k instead of per 20k made a 100k
+    bulk load 90 s instead of 133 s (same load), and 100k exact is still ~20 ms."""
 
     m: int = 16
     ef_construct: int = 100
     hnsw_ef: int = 128
     full_scan_threshold_kb: int = 10_000
-    optimize_after: int = 20_000
+    optimize_after: int = 100_000
     rrf_k: int = 60
 
 
