@@ -81,14 +81,30 @@ def _serving(r: dict[str, Any]) -> list[Row]:
                 f"Precision@8 {r['precision_at_8']}",
             )
         )
-    for size, m in r.get("retrieval_by_size", {}).items():
-        rows.append(
-            (
-                f"retrieval at {_n(float(size))} objects",
-                f"p50 {m['p50']} ms, p99 {m['p99']} ms, Recall@75 vs exact "
-                f"{m['recall_vs_exact']}, RSS {_n(m['rss_mb'])} MB",
+    for engine, sizes in r.get("retrieval_by_size", {}).items():
+        for size, m in sizes.items():
+            label = f"knowledge index `{engine}`, {_n(float(size))} objects (dim 384, k=75)"
+            if "p99" not in m:
+                rows.append((label, f"not measured: {m.get('not_measured', '')}"))
+                continue
+            rows.append(
+                (
+                    label,
+                    f"p50 {m['p50']} ms, p99 {m['p99']} ms, Recall@75 vs exact "
+                    f"{m['recall_vs_exact']}, RSS {_n(m['rss_mb'])} MB",
+                )
             )
-        )
+    hybrid = r.get("hybrid")
+    if hybrid:
+        for side, label in (("dense", "dense"), ("hybrid_rrf", "dense + BM25 (RRF)")):
+            m = hybrid[side]
+            rows.append(
+                (
+                    f"retrieval on {hybrid['dataset']}, {label} ({_n(hybrid['cases'])} cases)",
+                    f"Recall@75 {m['recall_at_75']}, Recall@8 {m['recall_at_8']}, "
+                    f"Precision@8 {m['precision_at_8']}",
+                )
+            )
     return rows
 
 

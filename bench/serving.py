@@ -6,6 +6,8 @@ cases, query = the last 3 turns. Latency: the Ray Serve app started locally with
 knowledge base published on the knowledge topic; retrieval-only calls through the
 Retriever's handle, full ``/suggest`` over HTTP at concurrency 1 and 8. Generator
 tokens/s counts both candidates' new tokens over decode wall time at concurrency 1.
+Knowledge at scale (``retrieval_by_size``, synthetic KBs per engine) and hybrid vs dense
+retrieval (``hybrid``) come from :mod:`bench.knowledge`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import httpx
 
 from aitl.kafka_local import free_port
+from bench import knowledge
 from kernel.settings import KafkaSettings, Settings
 from serving.knowledge.dataset import Dataset, load_dstc
 
@@ -115,6 +118,8 @@ def run(bootstrap: str) -> dict[str, Any]:
         settings = Settings(kafka=kafka, qdrant_path=Path(":memory:"), auth="off")
         cfg = ServingSettings(port=free_port(), app_name=APP)
         metrics = quality(dataset, settings, cfg.ranker_kind)
+        hybrid = knowledge.hybrid(dataset, settings.retriever_model)
+        by_size = knowledge.retrieval_by_size(knowledge.SIZES)
 
         ensure_topics(kafka)
         with Publisher(kafka, producer_name="bench") as pub:
@@ -158,6 +163,9 @@ def run(bootstrap: str) -> dict[str, Any]:
         "knowledge_objects": len(dataset.knowledge),
         "ranker_kind": cfg.ranker_kind,
         "max_new_tokens": cfg.max_new_tokens,
+        "knowledge_engine": cfg.knowledge_engine,
+        "retrieval_by_size": by_size,
+        "hybrid": hybrid,
     }
 
 

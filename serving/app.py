@@ -31,7 +31,9 @@ from kernel.rankers import load_ranker
 from kernel.settings import Settings
 from serving.config import ServingSettings
 from serving.generator import load_generator
-from serving.knowledge.index import Hit, KnowledgeIndex, open_client
+from serving.knowledge.edge import EdgeTuning
+from serving.knowledge.engines import open_index
+from serving.knowledge.index import Hit
 from serving.knowledge.indexer import KnowledgeIndexer, LiveIndex
 from serving.records import Generated, GenerateRequest, Ranked, Retrieved
 from serving.retriever import load_encoder
@@ -109,8 +111,14 @@ class Retriever(_Swappable):
     def __init__(self, settings: Settings, cfg: ServingSettings) -> None:
         _torch_threads(cfg.torch_threads)
         self.settings, self.cfg = settings, cfg
-        client = open_client(settings.qdrant_url, settings.qdrant_path)
-        self.index = KnowledgeIndex(client, cfg.qdrant_alias)
+        self.index = open_index(
+            settings.qdrant_url,
+            settings.qdrant_path,
+            cfg.qdrant_alias,
+            engine=cfg.knowledge_engine,
+            hybrid=cfg.knowledge_hybrid,
+            tuning=EdgeTuning(hnsw_ef=cfg.knowledge_hnsw_ef),
+        )
         self.live = LiveIndex(self.index, self._encoder(ModelSpec()))
         self.indexer = (
             KnowledgeIndexer(self.live, settings.kafka).start() if cfg.index_knowledge else None

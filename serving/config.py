@@ -64,6 +64,18 @@ class ServingSettings(BaseSettings):
         "AMX/AVX512-BF16; auto picks it there); GPUs always use bfloat16",
     )
     qdrant_alias: str = "aitl-knowledge"
+    knowledge_engine: Literal["edge", "local"] = Field(
+        default="edge",
+        description="embedded index without AITL_QDRANT_URL: edge (Qdrant Edge, HNSW + BM25) "
+        "or local (qdrant-client's local mode, an exact scan: a few thousand objects)",
+    )
+    knowledge_hybrid: bool = Field(
+        default=False,
+        description="retrieve by dense and BM25 rankings fused (RRF); edge engine only",
+    )
+    knowledge_hnsw_ef: int = Field(
+        default=128, ge=1, description="HNSW search breadth (edge; at least the k asked for)"
+    )
     index_knowledge: bool = Field(
         default=True, description="the retriever follows the knowledge topic"
     )

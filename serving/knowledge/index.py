@@ -5,10 +5,12 @@ Each retriever version embeds the knowledge base into its own collection,
 the new collection next to the live one and then moves the alias in one atomic
 operation (blue/green), so a reader never sees a half-built index.
 
-Qdrant runs embedded by default (``QdrantClient(path=...)``, one client per path per
-process: the Retriever replica owns it) or as a server (``Settings.qdrant_url``); tests
-use ``location=":memory:"``. The embedded client is not thread-safe, so every call goes
-through one lock here; calls are short (exact search over a few thousand points is ms).
+:class:`KnowledgeIndex` is that contract on qdrant-client: a Qdrant server
+(``Settings.qdrant_url``) or its local mode (``QdrantClient(path=...)``, one client per
+path per process: the Retriever replica owns it; an exact numpy scan, fine for a few
+thousand objects). The embedded default is Qdrant Edge (:mod:`serving.knowledge.edge`);
+:func:`serving.knowledge.engines.open_index` picks. The local client is not thread-safe,
+so every call goes through one lock here.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from qdrant_client import QdrantClient, models
@@ -95,6 +97,33 @@ def open_client(url: str | None = None, path: Path | str | None = None) -> Qdran
         return QdrantClient(location=":memory:")
     Path(path).mkdir(parents=True, exist_ok=True)
     return QdrantClient(path=str(path))
+
+
+class Index(Protocol):
+    """What :class:`~serving.knowledge.indexer.LiveIndex` needs of an index engine:
+    versioned collections, upsert / retire by knowledge id, and one alias moved
+    atomically (:class:`KnowledgeIndex` on qdrant-client, ``EdgeKnowledgeIndex``)."""
+
+    alias: str
+
+    def collection_for(self, version: str) -> str: ...
+    def ensure_collection(self, name: str, dim: int) -> bool: ...
+    def collections(self) -> list[str]: ...
+    def upsert(
+        self, collection: str, docs: Sequence[KnowledgeDoc], vectors: np.ndarray
+    ) -> None: ...
+    def retire(self, collection: str, knowledge_ids: Sequence[str]) -> None: ...
+    def digests(self, collection: str, knowledge_ids: Sequence[str]) -> dict[str, str]: ...
+    def scroll(self, collection: str, batch: int = 256) -> Iterator[list[KnowledgeDoc]]: ...
+    def count(self, collection: str) -> int: ...
+    def search(
+        self, collection: str, vector: np.ndarray, k: int, text: str | None = None
+    ) -> list[Hit]: ...
+    def optimize(self, collection: str) -> bool: ...
+    def aliased(self) -> str | None: ...
+    def switch_alias(self, collection: str) -> str | None: ...
+    def drop(self, collection: str) -> None: ...
+    def close(self) -> None: ...
 
 
 class KnowledgeIndex:
@@ -182,8 +211,11 @@ class KnowledgeIndex:
         with self._lock:
             return int(self.client.count(collection, exact=True).count)
 
-    def search(self, collection: str, vector: np.ndarray, k: int) -> list[Hit]:
-        """The ``k`` nearest objects by cosine similarity, best first."""
+    def search(
+        self, collection: str, vector: np.ndarray, k: int, text: str | None = None
+    ) -> list[Hit]:
+        """The ``k`` nearest objects by cosine similarity, best first (``text`` unused:
+        hybrid retrieval is the Edge engine's)."""
         with self._lock:
             result = self.client.query_points(
                 collection, query=vector.tolist(), limit=k, with_payload=True
@@ -199,6 +231,10 @@ class KnowledgeIndex:
             for p in result.points
             if p.payload
         ]
+
+    def optimize(self, collection: str) -> bool:
+        """Nothing to do: the server (and the local mode) index on their own."""
+        return False
 
     def aliased(self) -> str | None:
         """The collection the alias points at, if any."""

@@ -24,7 +24,7 @@ from kernel.events import Event, KnowledgeChanged, KnowledgeKind, KnowledgeOp
 from kernel.settings import KafkaSettings
 from serving._internal import TopicFollower
 from serving.knowledge.dataset import KnowledgeObject
-from serving.knowledge.index import Hit, KnowledgeDoc, KnowledgeIndex
+from serving.knowledge.index import Hit, Index, KnowledgeDoc
 from serving.retriever import Encoder
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class _Target:
 class LiveIndex:
     """One serving version of the index, with changes mirrored into a building one."""
 
-    def __init__(self, index: KnowledgeIndex, encoder: Encoder) -> None:
+    def __init__(self, index: Index, encoder: Encoder) -> None:
         self.index = index
         collection = index.collection_for(encoder.version)
         index.ensure_collection(collection, encoder.dim)
@@ -108,7 +108,7 @@ class LiveIndex:
         """The serving version and the ``k`` best hits for ``query``."""
         active = self._active  # one read: encoder and collection stay consistent
         vector = active.encoder.encode([query], query=True)[0]
-        return active.encoder.version, self.index.search(active.collection, vector, k)
+        return active.encoder.version, self.index.search(active.collection, vector, k, query)
 
     def apply(self, events: Sequence[KnowledgeChanged]) -> ApplyResult:
         """Apply upserts and retires in order (the last event per id wins)."""

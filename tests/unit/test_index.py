@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -11,7 +11,8 @@ from qdrant_client import QdrantClient
 
 from kernel.events import KnowledgeChanged, KnowledgeOp
 from serving.knowledge.dataset import KnowledgeObject
-from serving.knowledge.index import KnowledgeDoc, KnowledgeIndex, collection_name
+from serving.knowledge.edge import EdgeKnowledgeIndex
+from serving.knowledge.index import Index, KnowledgeDoc, KnowledgeIndex, collection_name
 from serving.knowledge.indexer import LiveIndex, knowledge_events
 
 DIM = 64
@@ -53,16 +54,22 @@ KB = [
 ]
 
 
-@pytest.fixture
-def index() -> KnowledgeIndex:
-    return KnowledgeIndex(QdrantClient(location=":memory:"), alias="kb")
+@pytest.fixture(params=["local", "edge"])
+def index(request: pytest.FixtureRequest) -> Iterator[Index]:
+    """Every contract test runs on both embedded engines."""
+    if request.param == "edge":
+        idx: Index = EdgeKnowledgeIndex(":memory:", alias="kb")
+    else:
+        idx = KnowledgeIndex(QdrantClient(location=":memory:"), alias="kb")
+    yield idx
+    idx.close()
 
 
 def ids(hits: Sequence[object]) -> list[str]:
     return [h.knowledge_id for h in hits]  # type: ignore[attr-defined]
 
 
-def test_upsert_is_searchable_and_retire_removes(index: KnowledgeIndex) -> None:
+def test_upsert_is_searchable_and_retire_removes(index: Index) -> None:
     live = LiveIndex(index, WordEncoder("v1"))  # type: ignore[arg-type]
     result = live.apply(KB)
     assert (result.upserted, result.embedded) == (3, 3)
@@ -76,7 +83,7 @@ def test_upsert_is_searchable_and_retire_removes(index: KnowledgeIndex) -> None:
     assert index.count(live.collection) == 2
 
 
-def test_unchanged_objects_are_not_re_embedded(index: KnowledgeIndex) -> None:
+def test_unchanged_objects_are_not_re_embedded(index: Index) -> None:
     encoder = WordEncoder("v1")
     live = LiveIndex(index, encoder)  # type: ignore[arg-type]
     live.apply(KB)
@@ -86,7 +93,7 @@ def test_unchanged_objects_are_not_re_embedded(index: KnowledgeIndex) -> None:
     assert ids(live.search("free parking", 1)[1]) == ["kb-park"]
 
 
-def test_last_event_per_id_wins_within_a_batch(index: KnowledgeIndex) -> None:
+def test_last_event_per_id_wins_within_a_batch(index: Index) -> None:
     live = LiveIndex(index, WordEncoder("v1"))  # type: ignore[arg-type]
     live.apply([upsert("kb-x", "first text"), retire("kb-x"), upsert("kb-y", "other")])
     assert index.count(live.collection) == 1
@@ -94,7 +101,7 @@ def test_last_event_per_id_wins_within_a_batch(index: KnowledgeIndex) -> None:
     assert ids(live.search("back again", 1)[1]) == ["kb-y"]
 
 
-def test_alias_switch_is_blue_green(index: KnowledgeIndex) -> None:
+def test_alias_switch_is_blue_green(index: Index) -> None:
     live = LiveIndex(index, WordEncoder("v1"))  # type: ignore[arg-type]
     live.apply(KB)
     assert index.aliased() == collection_name("kb", "v1")
@@ -113,7 +120,7 @@ def test_alias_switch_is_blue_green(index: KnowledgeIndex) -> None:
 
 
 def test_changes_during_a_rebuild_reach_the_new_collection(
-    index: KnowledgeIndex, monkeypatch: pytest.MonkeyPatch
+    index: Index, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     live = LiveIndex(index, WordEncoder("v1"))  # type: ignore[arg-type]
     live.apply(KB)
@@ -136,7 +143,7 @@ def test_changes_during_a_rebuild_reach_the_new_collection(
     assert index.count(live.collection) == 3
 
 
-def test_stale_points_of_an_old_build_are_removed(index: KnowledgeIndex) -> None:
+def test_stale_points_of_an_old_build_are_removed(index: Index) -> None:
     live = LiveIndex(index, WordEncoder("v1"))  # type: ignore[arg-type]
     live.apply(KB)
     live.switch(WordEncoder("v2", salt="new"))  # type: ignore[arg-type]
@@ -145,13 +152,13 @@ def test_stale_points_of_an_old_build_are_removed(index: KnowledgeIndex) -> None
     assert "kb-pets" not in ids(live.search("pets allowed", 3)[1])
 
 
-def test_dimension_mismatch_is_refused(index: KnowledgeIndex) -> None:
+def test_dimension_mismatch_is_refused(index: Index) -> None:
     index.ensure_collection("kb--v1", 8)
     with pytest.raises(ValueError, match="dimension"):
         index.ensure_collection("kb--v1", 16)
 
 
-def test_serving_collection_cannot_be_dropped(index: KnowledgeIndex) -> None:
+def test_serving_collection_cannot_be_dropped(index: Index) -> None:
     live = LiveIndex(index, WordEncoder("v1"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="switch first"):
         index.drop(live.collection)
