@@ -206,7 +206,7 @@ def test_a_case_annotated_by_keyboard_reaches_the_four_topics(
     assert sorted(got) == ["adoption", "missing-knowledge", "preference", "relevance"]
     for e in got.values():
         assert (e.request_id, e.case_id, e.agent_id) == ("req-kb", "case-kb", "agent-7")
-        assert e.envelope.producer == "aitl-console"
+        assert e.envelope.producer == "aitl-gateway"  # the edge stamps it, not the page
     assert got["preference"].preferred == ev.Preference.B
     adoption = got["adoption"]
     assert adoption.decision == ev.Adoption.EDITED and adoption.candidate_id == "B"
