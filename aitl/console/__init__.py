@@ -20,7 +20,7 @@ import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -30,6 +30,9 @@ from pydantic import BaseModel
 from aitl.console.view import TopicView
 from kernel.events import Component
 from kernel.settings import Settings
+
+if TYPE_CHECKING:
+    from trainers.registry import LifecycleLog, Registry
 
 STATIC = Path(__file__).parent / "static"
 
@@ -152,17 +155,31 @@ def _router(settings: Settings, view: TopicView) -> APIRouter:  # noqa: C901 - r
     return router
 
 
+def console_registry(settings: Settings, log: LifecycleLog) -> Registry:
+    """The registry the flywheel page promotes and rolls back through: it signs its events
+    with ``AITL_LIFECYCLE_KEY``, as the trainers and ``aitl models`` do, so serving applies
+    them (unsigned ones count as forged where a key is set)."""
+    from trainers.registry import Registry
+
+    return Registry(
+        log,
+        producer="aitl-console",
+        tenant_id=settings.tenant_id,
+        key=settings.lifecycle_key_bytes(),
+    )
+
+
 def _lifecycle(settings: Settings, component: str, op: str, body: dict[str, Any]) -> JSONResponse:
     """Promote or roll back through the registry, as ``aitl models`` does: a version the
     gate rejected needs ``force`` and a reason (409 without); any other refusal is 409."""
-    from trainers.registry import GateRefused, KafkaLifecycleLog, Registry, RegistryError
+    from trainers.registry import GateRefused, KafkaLifecycleLog, RegistryError
 
     try:
         comp = Component.parse(component)
     except ValueError:
         return JSONResponse({"error": f"unknown component {component!r}"}, status_code=404)
     log = KafkaLifecycleLog(settings.kafka, producer_name="aitl-console")
-    registry = Registry(log, producer="aitl-console", tenant_id=settings.tenant_id)
+    registry = console_registry(settings, log)
     try:
         if op == "promote":
             force, reason = body["force"], body["reason"]

@@ -150,3 +150,20 @@ def test_the_api_wants_a_token_and_only_the_models_role_may_promote() -> None:
     unknown = client.post("/console/api/models/nope/rollback", json={}, headers=lead)
     assert unknown.status_code == 404
     assert client.get("/console/api/cases/r-1", headers=agent).status_code == 404
+
+
+def test_the_flywheel_page_signs_its_lifecycle_events_with_the_key() -> None:
+    """Where AITL_LIFECYCLE_KEY is set serving ignores unsigned events as forged: the
+    page's promotions and rollbacks must be signed like the trainers'."""
+    from aitl.console import console_registry
+    from kernel.events import Component
+    from kernel.lifecycle import verify
+    from trainers.registry import MemoryLifecycleLog
+
+    settings = Settings(kafka=KafkaSettings(bootstrap="127.0.0.1:1"), lifecycle_key="k" * 32)
+    log = MemoryLifecycleLog()
+    registry = console_registry(settings, log)
+    registry.register(Component.GENERATOR, "g1", "file:///ckpt/g1", artifact_sha256="cd" * 32)
+    registry.promote(Component.GENERATOR, "g1")
+    key = settings.lifecycle_key_bytes()
+    assert log.read() and all(e.signature and verify(e, key) for e in log.read())
