@@ -34,6 +34,7 @@ from serving.knowledge.index import (
     KnowledgeDoc,
     collection_name,
     point_id,
+    stored_digests,
 )
 
 SPARSE = "bm25"
@@ -196,11 +197,7 @@ class EdgeKnowledgeIndex:
             records = shard.retrieve(
                 [point_id(k) for k in knowledge_ids], with_payload=True, with_vector=False
             )
-        return {
-            str(r.payload["knowledge_id"]): str(r.payload.get("digest", ""))
-            for r in records
-            if r.payload
-        }
+        return stored_digests(records)
 
     def scroll(self, collection: str, batch: int = 256) -> Iterator[list[KnowledgeDoc]]:
         """Every stored object, ``batch`` at a time (the lock is released between pages)."""

@@ -19,7 +19,7 @@ import hashlib
 import re
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -76,6 +76,15 @@ class Hit:
     text: str
     title: str = ""
     kind: str = "OTHER"
+
+
+def stored_digests(records: Iterable[Any]) -> dict[str, str]:
+    """knowledge id -> stored content hash, from retrieved points (either engine's)."""
+    return {
+        str(r.payload["knowledge_id"]): str(r.payload.get("digest", ""))
+        for r in records
+        if r.payload
+    }
 
 
 def point_id(knowledge_id: str) -> str:
@@ -187,11 +196,7 @@ class KnowledgeIndex:
             records = self.client.retrieve(
                 collection, ids=[point_id(k) for k in knowledge_ids], with_payload=True
             )
-        return {
-            str(r.payload["knowledge_id"]): str(r.payload.get("digest", ""))
-            for r in records
-            if r.payload
-        }
+        return stored_digests(records)
 
     def scroll(self, collection: str, batch: int = 256) -> Iterator[list[KnowledgeDoc]]:
         """Every stored object, ``batch`` at a time (the lock is released between pages)."""
